@@ -1,0 +1,57 @@
+"""The `mmagent` command line: one module per verb, all registered on one Typer app.
+
+Errors derived from :class:`mmagent.errors.MMAgentError` are printed as one readable message and exit
+with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from mmagent.errors import MMAgentError
+
+app = typer.Typer(
+    name="mmagent",
+    help="Multimodal assistants on a local vision-language model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Import the verb modules; each adds its commands to `app` at import time."""
+    from mmagent.cli import chat, doctor, setup  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MMAgentError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except typer.Exit as exc:  # raised by commands that finish early on purpose
+        return exc.exit_code
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # python -m mmagent.cli
+    sys.exit(main())

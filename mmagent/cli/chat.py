@@ -1,0 +1,1 @@
+"""mmagent chat (work in progress)."""

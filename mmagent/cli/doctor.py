@@ -1,0 +1,1 @@
+"""mmagent doctor (work in progress)."""

@@ -1,0 +1,31 @@
+"""Flags shared by several verbs, and the one place they become a Config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mmagent.config import Config, load_config
+
+ConfigOpt = typer.Option(None, "--config", help="YAML config file (default: ./mmagent.yaml or $MMAGENT_CONFIG).")
+ModelOpt = typer.Option(None, "--model", help="Hub id or local model directory ('default' = embedded model).")
+QuantOpt = typer.Option(None, "--quantization", "-q", help="none | 8bit | 4bit")
+SetOpt = typer.Option(None, "--set", help="Any config field, e.g. --set model.max_new_tokens=64 (repeatable).")
+
+
+def build_config(
+    config: Optional[Path] = None,
+    sets: Optional[list[str]] = None,
+    **fields: Any,
+) -> Config:
+    """Config from file + env, then `--set` pairs, then named flags (``model__quantization=...``)."""
+    overrides: dict[str, Any] = {}
+    for pair in sets or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects SECTION.FIELD=VALUE; got {pair!r}", param_hint="--set")
+        overrides[key.strip()] = value.strip()
+    overrides.update({k.replace("__", "."): v for k, v in fields.items()})
+    return load_config(config, overrides)

@@ -1,0 +1,1 @@
+"""mmagent setup (work in progress)."""

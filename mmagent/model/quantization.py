@@ -48,6 +48,24 @@ class _OnceFilter(logging.Filter):
         return first
 
 
+def pin_4bit_weights(model) -> int:
+    """Keep bitsandbytes from repacking 4-bit weights for its AVX512-BF16 CPU kernel.
+
+    bitsandbytes 0.50 repacks each Linear4bit on its first CPU inference call, and unpacks it again
+    whenever `state_dict()` runs (peft does when loading an adapter); the round trip changes the
+    quantization constants (measured: logits move by up to 0.05 on a tiny model), so the base model
+    would drift each time an adapter is loaded. Returns how many layers were pinned.
+    """
+    import bitsandbytes as bnb
+
+    pinned = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            pinned += 1
+    return pinned
+
+
 def resolve_device(requested: str) -> str:
     import torch
 

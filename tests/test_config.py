@@ -1,0 +1,59 @@
+import pytest
+
+from mmagent.config import Config, load_config
+from mmagent.errors import ConfigError
+
+
+def test_defaults_need_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config == Config()
+    assert config.model.id == "default" and config.model.quantization == "none"
+
+
+def test_file_then_env_then_overrides(tmp_path):
+    file = tmp_path / "mmagent.yaml"
+    file.write_text("model:\n  quantization: 8bit\n  max_new_tokens: 64\nadapters:\n  support: /a/b\nasr:\n  vad: false\n")
+    env = {"MMAGENT_MODEL_QUANTIZATION": "4bit", "MMAGENT_ADAPTERS_LEGAL": "/c", "MMAGENT_MEMORY_URL": "http://localhost:8000"}
+    config = load_config(file, {"model.max_new_tokens": "32"}, env=env)
+    assert config.model.quantization == "4bit"  # env beats file
+    assert config.model.max_new_tokens == 32  # flags beat both, strings coerced to the field type
+    assert config.adapters == {"support": "/a/b", "legal": "/c"}
+    assert config.asr.vad is False
+    assert config.memory.url == "http://localhost:8000"
+
+
+def test_config_file_from_env(tmp_path):
+    file = tmp_path / "other.yaml"
+    file.write_text("model:\n  id: /models/x\n")
+    assert load_config(env={"MMAGENT_CONFIG": str(file)}).model.id == "/models/x"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model.quantization": "3bit"}, "model.quantization must be one of none, 8bit, 4bit; got '3bit'"),
+        ({"model.max_new_tokens": "many"}, "model.max_new_tokens expects a int; got 'many'"),
+        ({"model.max_new_tokens": "0"}, "model.max_new_tokens must be > 0"),
+        ({"model.colour": "red"}, "unknown key(s) in section 'model': colour; valid keys:"),
+        ({"modle.id": "x"}, "must look like SECTION.FIELD"),
+    ],
+)
+def test_invalid_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides, env={})
+    assert message in str(info.value)
+
+
+def test_unknown_section_in_file(tmp_path):
+    file = tmp_path / "mmagent.yaml"
+    file.write_text("modle:\n  id: x\n")
+    with pytest.raises(ConfigError, match="unknown config section"):
+        load_config(file, env={})
+
+
+def test_not_yaml(tmp_path):
+    file = tmp_path / "mmagent.yaml"
+    file.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(file, env={})

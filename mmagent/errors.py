@@ -26,6 +26,10 @@ class ImageError(MMAgentError, ValueError):
     """An image could not be read, or is refused (too large, not an image)."""
 
 
+class AudioError(MMAgentError, ValueError):
+    """An audio file could not be read, or its format is not supported."""
+
+
 class AdapterError(MMAgentError, KeyError):
     """An adapter name is unknown, or an adapter does not fit the base model."""
 

@@ -24,6 +24,10 @@ DEFAULT_MODEL_ID = "default"
 QUANTIZATIONS = ("none", "8bit", "4bit")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ASR_COMPUTE_TYPES = (  # CTranslate2 quantization types; int8 is fastest on CPU
+    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -84,6 +88,7 @@ class AsrConfig:
     vad: bool = field(default=True, metadata={"help": "skip non-speech with Silero VAD"})
 
     def __post_init__(self) -> None:
+        _check_choice("asr", "compute_type", self.compute_type, ASR_COMPUTE_TYPES)
         _check_positive("asr", "beam_size", self.beam_size)
         _check_positive("asr", "threads", self.threads)
 

@@ -1,0 +1,69 @@
+"""The core verbs as a user runs them: real subprocesses, real exit codes, no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(args, stdin=None, env_extra=None, cwd=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(["mmagent", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_piped_questions_print_only_answers(tiny_llava_dir, cat_photo, tmp_path):
+    result = run(["chat", "--model", str(tiny_llava_dir), "--image", str(cat_photo), "--set", "model.max_new_tokens=5"],
+                 stdin="What is in this picture?\n\nAnd now?\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(lines), result.stdout  # one answer per question, nothing else on stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["chat", "--model", "/no/such/model", "hi"], "model path '/no/such/model' is not a model directory"),
+        (["chat", "--quantization", "3bit", "hi"], "model.quantization must be one of none, 8bit, 4bit"),
+        (["chat", "--image", "/no/such.jpg", "hi"], "image '/no/such.jpg' does not exist"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_without_traceback(args, message, tmp_path):
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_image_and_unknown_adapter(tiny_llava_dir, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = run(["chat", "--model", str(tiny_llava_dir), "--image", str(broken), "hi"], cwd=tmp_path)
+    assert result.returncode == 2 and "broken.png" in result.stderr and "Traceback" not in result.stderr
+    result = run(["chat", "--model", str(tiny_llava_dir), "--adapter", "legal", "hi"], cwd=tmp_path)
+    assert result.returncode == 2 and "unknown adapter 'legal'; loaded adapters: none" in result.stderr
+
+
+def test_chat_with_a_named_adapter(tiny_llava_dir, tiny_adapters, tmp_path):
+    base = run(["chat", "--model", str(tiny_llava_dir), "hello"], cwd=tmp_path)
+    with_a = run(["chat", "--model", str(tiny_llava_dir), "--adapter-path", f"a={tiny_adapters['a']}", "--adapter", "a", "hello"], cwd=tmp_path)
+    assert base.returncode == with_a.returncode == 0, with_a.stderr
+    assert base.stdout != with_a.stdout
+
+
+@pytest.mark.default_model
+def test_doctor_offline_passes_once_assembled(default_model_dir, cache_dir, tmp_path):
+    result = run(["doctor", "--offline", "--json"], env_extra={"MMAGENT_PATHS_CACHE": str(cache_dir)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["offline_ready"] is True
+    names = {a["name"] for a in report["artifacts"]}
+    assert "model: embedded default VLM" in names and "ASR: Whisper tiny.en (CTranslate2)" in names
+
+
+def test_doctor_offline_fails_when_something_needs_the_network(tmp_path):
+    result = run(["doctor", "--offline", "--model", "someone/not-downloaded-vlm"],
+                 env_extra={"MMAGENT_PATHS_CACHE": str(tmp_path / "empty-cache"), "HF_HOME": str(tmp_path / "hf")},
+                 cwd=tmp_path)
+    assert result.returncode == 1
+    assert "needs network" in result.stdout and "not ready to run offline" in result.stdout

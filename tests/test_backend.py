@@ -111,3 +111,13 @@ def test_quantization_falls_back_with_one_warning_where_unsupported(caplog):
     assert plan.active == "none" and plan.load_kwargs == {}
     assert "no Apple MPS backend" in plan.warning and "loading float32 instead" in plan.warning
     assert plan_quantization("none", "cpu", torch.float32).warning is None
+
+
+def test_a_smolvlm_class_checkpoint_uses_its_own_processor_and_template(tmp_path, cat_photo):
+    from helpers.tiny import build_tiny_idefics3
+
+    backend = HFVisionBackend(tiny_config(build_tiny_idefics3(tmp_path / "idefics3")))
+    assert backend.info().architecture == "Idefics3ForConditionalGeneration"
+    text, images = backend.render([{"role": "user", "content": [{"type": "image", "image": cat_photo}, {"type": "text", "text": "Hi"}]}])
+    assert text.startswith("<|im_start|>User:<image> Hi<end_of_utterance>") and len(images) == 1
+    assert backend.complete(QUESTION, images=[cat_photo], max_new_tokens=4)

@@ -101,3 +101,33 @@ def build_lora_adapter(model_dir: Path, out: Path, seed: int, r: int = 4) -> Pat
                 param.mul_(8.0)
     peft_model.save_pretrained(out)
     return out
+
+
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}:{% if m['content'] is string %} {{ m['content'] }}"
+    "{% else %}{% for p in m['content'] %}{% if p['type'] == 'image' %}<image>{% elif p['type'] == 'text' %} "
+    "{{ p['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def build_tiny_idefics3(path: Path, seed: int = 0) -> Path:
+    """A SmolVLM-class (Idefics3) checkpoint with its own processor and template, at `path`."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor
+
+    torch.manual_seed(seed)
+    tok = tiny_tokenizer()
+    tok.add_tokens(["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"], special_tokens=True)
+    tok.chat_template = IDEFICS3_TEMPLATE
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    config = Idefics3Config(text_config=text_config(len(tok)).to_dict(), vision_config=vision,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<end_of_utterance>")
+    model.save_pretrained(path)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                                do_image_splitting=False)
+    Idefics3Processor(image_processor=image_processor, tokenizer=tok, chat_template=IDEFICS3_TEMPLATE,
+                      image_seq_len=4).save_pretrained(path)
+    return path

@@ -199,7 +199,7 @@ def _load_model(name: str, compute_type: str, threads: int) -> "WhisperModel":
         raise ModelLoadError(f"could not load ASR model {name!r} ({source}): {exc}") from exc
     except Exception as exc:  # hub errors, corrupt files: all mean "this model is not usable"
         raise ModelLoadError(
-            f"could not load ASR model {name!r}: {exc}. asr.model takes 'default' (embedded tiny.en, offline), "
+            f"could not load ASR model {name!r}: {str(exc).rstrip('.')}. asr.model takes 'default' (embedded tiny.en, offline), "
             "a CTranslate2 Whisper folder, or a faster-whisper name such as 'base.en' (downloaded once when online)."
         ) from exc
     log.info("loaded ASR model %s (%s) in %.2f s", name, compute_type, time.perf_counter() - started)

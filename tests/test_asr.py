@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import require_binary
+
 from mmagent.asr import Segment, Transcriber, Transcript
 from mmagent.config import AsrConfig
 from mmagent.errors import AudioError, ConfigError, ModelLoadError
 
-JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
 ESPEAK_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Please remember to send the quarterly report to the finance team before Friday.",
@@ -56,8 +59,10 @@ def test_jfk_word_error_rate_and_segments(transcriber, jfk_flac):
     transcript = transcriber.transcribe(jfk_flac, progress=False)
     seconds = time.perf_counter() - started
     score = wer(JFK, transcript.text)
-    print(f"jfk.flac: WER {score:.3f}, {seconds:.2f} s for {transcript.duration:.1f} s of audio "
-          f"(real-time factor {seconds / transcript.duration:.3f}): {transcript.text!r}")
+    print(
+        f"jfk.flac: WER {score:.3f}, {seconds:.2f} s for {transcript.duration:.1f} s of audio "
+        f"(real-time factor {seconds / transcript.duration:.3f}): {transcript.text!r}"
+    )
     assert score <= 0.05, transcript.text
     assert isinstance(transcript, Transcript) and all(isinstance(s, Segment) for s in transcript.segments)
     assert transcript.language == "en" and transcript.language_probability > 0.5
@@ -101,8 +106,13 @@ def _encode(samples, path: Path, codec: str, rate: int) -> Path:
 
 @pytest.mark.parametrize(
     "name, codec, rate",
-    [("jfk.wav", "pcm_s16le", 16000), ("jfk.mp3", "libmp3lame", 16000), ("jfk.ogg", "libopus", 48000),
-     ("jfk.m4a", "aac", 16000), ("jfk.webm", "libopus", 48000)],
+    [
+        ("jfk.wav", "pcm_s16le", 16000),
+        ("jfk.mp3", "libmp3lame", 16000),
+        ("jfk.ogg", "libopus", 48000),
+        ("jfk.m4a", "aac", 16000),
+        ("jfk.webm", "libopus", 48000),
+    ],
 )
 def test_every_supported_format_decodes(name, codec, rate, transcriber, jfk_flac, tmp_path):
     import numpy as np
@@ -123,10 +133,10 @@ def test_synthetic_speech_from_espeak(transcriber, tmp_path):
         clip = tmp_path / f"tts{i}.wav"
         subprocess.run([espeak, "-w", str(clip), text], check=True, capture_output=True)
         hypotheses.append(transcriber.transcribe(clip, progress=False).text)
-    per_clip = [wer(r, h) for r, h in zip(ESPEAK_TEXTS, hypotheses)]
+    per_clip = [wer(r, h) for r, h in zip(ESPEAK_TEXTS, hypotheses, strict=True)]
     corpus = wer(ESPEAK_TEXTS, hypotheses)
     print(f"espeak-ng corpus WER {corpus:.3f}; per clip {[round(x, 2) for x in per_clip]}: {hypotheses}")
-    assert corpus <= 0.25 and max(per_clip) <= 0.5, list(zip(ESPEAK_TEXTS, hypotheses))
+    assert corpus <= 0.25 and max(per_clip) <= 0.5, list(zip(ESPEAK_TEXTS, hypotheses, strict=True))
 
 
 def test_windows_cut_at_pauses_and_stream_lazily(transcriber, jfk_flac, tmp_path):
@@ -192,7 +202,9 @@ def test_asr_tool_returns_transcript_and_timed_sources(jfk_flac):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["mmagent", "transcribe", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        ["mmagent", "transcribe", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_cli_text_and_json(jfk_flac, tmp_path):
@@ -254,20 +266,23 @@ print(json.dumps({"seconds": time.perf_counter() - started, "first": first,
 
 @pytest.mark.slow
 def test_long_file_streams_with_bounded_memory(jfk_flac, tmp_path):
-    """Forty JFK sentences with 5 s gaps (10.7 min) stream in a fresh process; time and peak RSS are printed."""
+    """Forty JFK sentences with 5 s gaps (10.7 min) stream in a fresh process; prints time and peak RSS."""
     speech, gap, unit, long = (tmp_path / n for n in ("s.wav", "g.wav", "u.wav", "long.flac"))
     sox(jfk_flac, "-r", "16000", "-c", "1", speech)
     sox("-n", "-r", "16000", "-c", "1", gap, "trim", "0", "5")
     sox(speech, gap, unit)
     sox(*[unit] * 40, long)
     env = {**os.environ, "COLUMNS": "100"}
-    out = subprocess.run([sys.executable, "-c", LONG_SCRIPT, str(long)], capture_output=True, text=True,
-                         timeout=1200, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", LONG_SCRIPT, str(long)], capture_output=True, text=True, timeout=1200, env=env
+    )
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     score = wer(" ".join([JFK] * 40), stats["text"])
-    print(f"640 s file: {stats['seconds']:.1f} s (RTF {stats['seconds'] / 640:.3f}), first segment after "
-          f"{stats['first']:.1f} s, peak RSS {stats['peak_mb']:.0f} MB, WER {score:.3f}")
+    print(
+        f"640 s file: {stats['seconds']:.1f} s (RTF {stats['seconds'] / 640:.3f}), first segment after "
+        f"{stats['first']:.1f} s, peak RSS {stats['peak_mb']:.0f} MB, WER {score:.3f}"
+    )
     assert "640/640" in out.stderr.replace(".0", "")  # the progress bar reached the audio's duration
     assert stats["first"] < stats["seconds"] / 4  # segments arrive while the file is still being decoded
     assert stats["peak_mb"] < 800  # whole-file faster-whisper: ~720 MB for this file, 2.6 GB for an hour

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from mmagent.tools.base import Source, Tool, ToolError, ToolResult
 from mmagent.tools.registry import discover_tools, load_tools
 
@@ -42,8 +41,10 @@ class Echo(Tool):
     description = "Repeat the text back."
     inputs = {
         "type": "object",
-        "properties": {"text": {"type": "string", "description": "what to repeat"},
-                       "times": {"type": "integer", "minimum": 1, "description": "how often"}},
+        "properties": {
+            "text": {"type": "string", "description": "what to repeat"},
+            "times": {"type": "integer", "minimum": 1, "description": "how often"},
+        },
         "required": ["text"],
         "additionalProperties": False,
     }
@@ -53,7 +54,9 @@ class Echo(Tool):
         type(self).setups += 1
 
     def forward(self, text: str, times: int = 1) -> ToolResult:
-        return ToolResult(" ".join([text] * times), data={"times": times}, sources=[Source(uri="memory://echo")])
+        return ToolResult(
+            " ".join([text] * times), data={"times": times}, sources=[Source(uri="memory://echo")]
+        )
 
 
 def test_setup_runs_once_and_arguments_are_validated():
@@ -66,7 +69,10 @@ def test_setup_runs_once_and_arguments_are_validated():
     with pytest.raises(ToolError) as err:
         echo(text=3, times=0)
     message = str(err.value)
-    assert "`text`: 3 is not of type 'string'" in message and "`times`: 0 is less than the minimum of 1" in message
+    assert (
+        "`text`: 3 is not of type 'string'" in message
+        and "`times`: 0 is less than the minimum of 1" in message
+    )
     assert "`text` (string, required): what to repeat" in message
 
 
@@ -76,9 +82,11 @@ def test_setup_runs_once_and_arguments_are_validated():
         ({"name": "Bad Name"}, "lowercase identifier"),
         ({"description": " "}, "description"),
         ({"inputs": {"type": "array"}}, '"type": "object"'),
-        ({"inputs": {"type": "object", "properties": {"x": {"type": "strin", "description": "x"}}}},
-         "not a valid JSON schema"),
-        ({"inputs": {"type": "object", "properties": {"x": {"type": "string"}}}}, "need a \"description\""),
+        (
+            {"inputs": {"type": "object", "properties": {"x": {"type": "strin", "description": "x"}}}},
+            "not a valid JSON schema",
+        ),
+        ({"inputs": {"type": "object", "properties": {"x": {"type": "string"}}}}, 'need a "description"'),
         ({"accepts": {"audio/wav"}}, "frozenset of MIME types"),
         ({"output_type": "dataframe"}, "output_type"),
     ],

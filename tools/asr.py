@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmagent.audio import AUDIO_MIME_TYPES, AUDIO_SUFFIXES
 from mmagent.tools.base import Source, Tool, ToolResult
+
+from mmagent.audio import AUDIO_MIME_TYPES, AUDIO_SUFFIXES
 
 
 class AsrTool(Tool):
     name = "asr"
     description = (
-        "Transcribe the speech in an audio file (" + ", ".join(s.lstrip(".") for s in sorted(AUDIO_SUFFIXES))
-        + ") to text. Returns the transcript; each timed segment is a source. Silence gives an empty transcript."
+        "Transcribe the speech in an audio file ("
+        + ", ".join(s.lstrip(".") for s in sorted(AUDIO_SUFFIXES))
+        + ") to text. Returns the transcript; each timed segment is a source. "
+        "Silence gives an empty transcript."
     )
     inputs = {
         "type": "object",
@@ -38,7 +41,13 @@ class AsrTool(Tool):
     def forward(self, path: str, language: str | None = None, **_: Any) -> ToolResult:
         transcript = self.transcriber.transcribe(path, language=language, progress=False)
         sources = [
-            Source(uri=transcript.path, start=s.start, end=s.end, excerpt=s.text, metadata={"language": transcript.language})
+            Source(
+                uri=transcript.path,
+                start=s.start,
+                end=s.end,
+                excerpt=s.text,
+                metadata={"language": transcript.language},
+            )
             for s in transcript.segments
         ]
         return ToolResult(text=transcript.text, data=transcript, sources=sources)

@@ -49,7 +49,7 @@ class Source:
 
 @dataclass
 class ToolResult:
-    """What every tool call returns: `text` for the language model, `data` for code, `sources` for citations."""
+    """What a tool call returns: `text` for the language model, `data` for code, `sources` for citations."""
 
     text: str
     data: Any = None
@@ -85,23 +85,37 @@ class Tool(ABC):
         where = f"tool class {cls.__module__}.{cls.__qualname__}"
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ToolError(f"{where}: `name` must be a lowercase identifier like 'memory_search'; got {name!r}.")
+            raise ToolError(
+                f"{where}: `name` must be a lowercase identifier like 'memory_search'; got {name!r}."
+            )
         if not isinstance(getattr(cls, "description", None), str) or not cls.description.strip():
-            raise ToolError(f"{where}: `description` must be a non-empty string telling a model when to use it.")
+            raise ToolError(
+                f"{where}: `description` must be a non-empty string telling a model when to use it."
+            )
         if cls.output_type not in OUTPUT_TYPES:
-            raise ToolError(f"{where}: `output_type` must be one of {', '.join(OUTPUT_TYPES)}; got {cls.output_type!r}.")
-        if not isinstance(cls.accepts, frozenset) or not all(isinstance(m, str) and "/" in m for m in cls.accepts):
-            raise ToolError(f"{where}: `accepts` must be a frozenset of MIME types like 'audio/wav'; got {cls.accepts!r}.")
+            raise ToolError(
+                f"{where}: `output_type` must be one of {', '.join(OUTPUT_TYPES)}; got {cls.output_type!r}."
+            )
+        if not isinstance(cls.accepts, frozenset) or not all(
+            isinstance(m, str) and "/" in m for m in cls.accepts
+        ):
+            raise ToolError(
+                f"{where}: `accepts` must be a frozenset of MIME types like 'audio/wav'; got {cls.accepts!r}."
+            )
         schema = getattr(cls, "inputs", None)
         if not isinstance(schema, dict) or schema.get("type") != "object":
-            raise ToolError(f"{where}: `inputs` must be a JSON schema dict with \"type\": \"object\"; got {schema!r}.")
+            raise ToolError(
+                f'{where}: `inputs` must be a JSON schema dict with "type": "object"; got {schema!r}.'
+            )
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise ToolError(f"{where}: `inputs` is not a valid JSON schema: {exc.message}.") from exc
         undocumented = [k for k, v in schema.get("properties", {}).items() if not v.get("description")]
         if undocumented:
-            raise ToolError(f"{where}: input(s) {', '.join(undocumented)} need a \"description\" for the model.")
+            raise ToolError(
+                f'{where}: input(s) {", ".join(undocumented)} need a "description" for the model.'
+            )
 
     def setup(self) -> None:
         """Load heavy resources (models, indexes). Runs once, before the first call; default: nothing."""
@@ -118,7 +132,9 @@ class Tool(ABC):
         problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
         if problems:
             found = "; ".join(_describe_error(e) for e in problems)
-            raise ToolError(f"tool '{self.name}' got invalid arguments: {found}. Expected: {self.signature()}.")
+            raise ToolError(
+                f"tool '{self.name}' got invalid arguments: {found}. Expected: {self.signature()}."
+            )
 
     def signature(self) -> str:
         """Inputs as one readable line: `path` (string, required): ...; `language` (string): ..."""
@@ -140,7 +156,9 @@ class Tool(ABC):
                     self.is_initialized = True
         result = self.forward(**kwargs)
         if not isinstance(result, ToolResult):
-            raise TypeError(f"tool '{self.name}'.forward returned {type(result).__name__}, not ToolResult (a bug)")
+            raise TypeError(
+                f"tool '{self.name}'.forward returned {type(result).__name__}, not ToolResult (a bug)"
+            )
         return result
 
     def __repr__(self) -> str:

@@ -16,12 +16,18 @@ from mmagent.cli.options import ConfigOpt, SetOpt, build_config
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files: wav, flac, mp3, ogg, opus, m4a, webm."),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object per file (a line each): segments with times, language, duration."
+        False,
+        "--json",
+        help="Print one JSON object per file (a line each): segments with times, language, duration.",
     ),
     model: Optional[str] = typer.Option(
-        None, "--model", help="ASR model: 'default' (embedded Whisper tiny.en), a faster-whisper name, or a folder."
+        None,
+        "--model",
+        help="ASR model: 'default' (embedded Whisper tiny.en), a faster-whisper name, or a folder.",
     ),
-    language: Optional[str] = typer.Option(None, "--language", "-l", help="Language code, e.g. en (default: detect)."),
+    language: Optional[str] = typer.Option(
+        None, "--language", "-l", help="Language code, e.g. en (default: detect)."
+    ),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:

@@ -229,6 +229,7 @@ def test_cli_text_and_json(jfk_flac, tmp_path):
         (["notes.txt"], "unsupported format '.txt'"),
         (["--language", "fr", "JFK"], "English-only"),
         (["--set", "asr.beam_size=0", "JFK"], "asr.beam_size must be > 0"),
+        (["--model", ".", "JFK"], "ASR model folder '.' has no model.bin"),
     ],
 )
 def test_cli_errors_without_traceback(args, message, jfk_flac, tmp_path):

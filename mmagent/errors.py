@@ -37,6 +37,14 @@ class AdapterError(MMAgentError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class MemoryStoreError(MMAgentError, ValueError):
+    """A vector-memory collection is missing, misnamed, or cannot be reached."""
+
+
+class EmbedderMismatchError(MemoryStoreError):
+    """A collection was built with another embedder than the one asked to read or extend it."""
+
+
 class MissingExtraError(MMAgentError, ImportError):
     """An optional dependency is not installed."""
 

@@ -1,0 +1,329 @@
+"""Persistent vector memory over Chroma: an on-disk store, or a Chroma server through the same interface.
+
+``memory.path`` opens a ``PersistentClient``; ``memory.url`` (e.g. ``http://127.0.0.1:8000``) an
+``HttpClient`` to a ``chroma run`` server. Telemetry is off. Collections use cosine distance and the
+embedding function is always passed explicitly (Chroma's default one downloads a model at run time).
+
+Each collection is pinned to the embedder that wrote it (name, dimension, weights hash in the
+collection metadata); adding to or searching it with another embedder raises EmbedderMismatchError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+from mmagent.config import MemoryConfig
+from mmagent.errors import EmbedderMismatchError, MemoryStoreError, require
+from mmagent.memory.embedder import Embedder, EmbedderPin, get_embedder
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+log = logging.getLogger(__name__)
+
+Scalar = str | int | float | bool
+PIN_KEYS = ("mmagent_embedder", "mmagent_dimension", "mmagent_weights_sha256")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+
+
+@dataclass
+class Document:
+    """One chunk to store. `metadata` values must be str, int, float or bool (Chroma's rule).
+
+    Conventional keys: `source` (file path), `kind` (text | pdf | image | audio), `page` (1-based),
+    `start`/`end` (seconds), `sha256` (of the source file). Without an `id`, one is derived from the
+    text and metadata, so adding the same document twice stores it once.
+    """
+
+    text: str
+    metadata: dict[str, Scalar] = field(default_factory=dict)
+    id: str | None = None
+
+    def content_id(self) -> str:
+        if self.id:
+            return self.id
+        key = json.dumps([self.text, self.metadata], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Hit:
+    """One search result. `score` is cosine similarity in [-1, 1], higher is closer."""
+
+    id: str
+    text: str
+    score: float
+    source: str | None = None
+    kind: str | None = None
+    page: int | None = None
+    start: float | None = None
+    end: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """'p. 3', '0:12–0:25' or '' — where in the source the text is."""
+        if self.page is not None:
+            return f"p. {self.page}"
+        if self.start is not None:
+            return f"{_clock(self.start)}–{_clock(self.end if self.end is not None else self.start)}"
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("id", "score", "source", "kind", "page", "start", "end", "text")} | {
+            "metadata": self.metadata
+        }
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What `mmagent memory list/show` prints about a collection."""
+
+    name: str
+    count: int
+    embedder: EmbedderPin | None
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def check_collection_name(name: str) -> str:
+    if not _NAME.match(name or "") or ".." in name:
+        raise MemoryStoreError(
+            f"collection name {name!r} is not allowed: use 3-512 letters, digits, '.', '_' or '-', starting "
+            "and ending with a letter or digit (e.g. 'notes' or 'project-docs')."
+        )
+    return name
+
+
+def make_client(config: MemoryConfig) -> "ClientAPI":
+    """A Chroma client for `config`: HTTP when `url` is set, else on-disk at `path` (created if needed)."""
+    chromadb = require("chromadb", "memory")
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if config.url:
+        url = urlparse(config.url if "://" in config.url else f"http://{config.url}")
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise MemoryStoreError(
+                f"memory.url must look like http://HOST:PORT; got {config.url!r}."
+            )
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        try:
+            client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings)
+            client.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+            raise MemoryStoreError(
+                f"cannot reach the Chroma server at {config.url} ({type(exc).__name__}: {exc}); start it with "
+                "`chroma run --path DIR --port PORT`, or unset memory.url to use the on-disk store."
+            ) from exc
+        return client
+    from pathlib import Path
+
+    path = Path(config.path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _pin_of(metadata: dict[str, Any] | None) -> EmbedderPin | None:
+    metadata = metadata or {}
+    if not all(k in metadata for k in PIN_KEYS):
+        return None
+    name, dim, sha = (metadata[k] for k in PIN_KEYS)
+    return EmbedderPin(str(name), int(dim), str(sha))
+
+
+class Memory:
+    """One collection: add documents, search them, delete them.
+
+    Build with :func:`open_memory`. The embedder (and its model) loads on the first add or search.
+    """
+
+    def __init__(self, client: "ClientAPI", name: str, embedder: Embedder) -> None:
+        self.client = client
+        self.name = check_collection_name(name)
+        self.embedder = embedder
+        self._collection: Collection | None = None
+
+    # ---- the collection and its pin -------------------------------------------------------------
+    def _existing(self) -> "Collection | None":
+        names = {c.name for c in self.client.list_collections()}
+        if self.name not in names:
+            return None
+        return self.client.get_collection(self.name, embedding_function=self.embedder.function)
+
+    def _open(self, create: bool) -> "Collection":
+        if self._collection is not None:
+            return self._collection
+        collection = self._existing()
+        pin = self.embedder.pin
+        if collection is None:
+            if not create:
+                raise MemoryStoreError(
+                    f"collection {self.name!r} does not exist (collections: {', '.join(list_names(self.client)) or 'none'}); "
+                    "add documents first with `mmagent ingest PATH --collection NAME`."
+                )
+            metadata = {"hnsw:space": "cosine", **dict(zip(PIN_KEYS, (pin.name, pin.dimension, pin.weights_sha256)))}
+            collection = self.client.get_or_create_collection(
+                self.name, embedding_function=self.embedder.function, metadata=metadata
+            )
+        self._check_pin(collection, pin)
+        self._collection = collection
+        return collection
+
+    def _check_pin(self, collection: "Collection", pin: EmbedderPin) -> None:
+        stored = _pin_of(collection.metadata)
+        if stored is None:
+            if collection.count():
+                raise EmbedderMismatchError(
+                    f"collection {self.name!r} holds {collection.count()} vectors but records no embedder, so "
+                    "mmagent cannot tell whether they match; re-ingest into a new collection."
+                )
+            collection.modify(metadata={**(collection.metadata or {}), **dict(zip(PIN_KEYS, (pin.name, pin.dimension, pin.weights_sha256)))})
+            return
+        if not stored.same_model(pin):
+            raise EmbedderMismatchError(
+                f"collection {self.name!r} was built with embedder {stored.name!r} ({stored.dimension} dimensions, "
+                f"weights sha256 {stored.weights_sha256[:12]}…) but the configured embedder is {pin.name!r} "
+                f"({pin.dimension} dimensions, weights {pin.weights_sha256[:12]}…); its vectors are not comparable. "
+                f"Set memory.embedder back to the model that built it, or ingest into another collection."
+            )
+
+    @property
+    def pin(self) -> EmbedderPin | None:
+        """The embedder recorded in the collection (None when it does not exist yet)."""
+        collection = self._existing_light()
+        return _pin_of(collection.metadata) if collection is not None else None
+
+    def _existing_light(self) -> "Collection | None":
+        """The collection without loading the embedder (for counts, gets and deletes)."""
+        if self._collection is not None:
+            return self._collection
+        if self.name not in list_names(self.client):
+            return None
+        return self.client.get_collection(self.name, embedding_function=None)
+
+    # ---- the interface --------------------------------------------------------------------------
+    def add(self, docs: Iterable[Document]) -> list[str]:
+        """Store `docs`; returns their ids in order. Documents whose id is already stored are not re-embedded."""
+        docs = list(docs)
+        ids = [d.content_id() for d in docs]
+        if not docs:
+            return ids
+        collection = self._open(create=True)
+        known = set(collection.get(ids=list(dict.fromkeys(ids)), include=[])["ids"])
+        fresh: dict[str, Document] = {}
+        for doc_id, doc in zip(ids, docs):
+            if doc_id not in known and doc_id not in fresh and doc.text.strip():
+                fresh[doc_id] = doc
+        batch = max(1, self.client.get_max_batch_size())
+        items = list(fresh.items())
+        for i in range(0, len(items), batch):
+            part = items[i:i + batch]
+            collection.add(
+                ids=[k for k, _ in part],
+                documents=[d.text for _, d in part],
+                metadatas=[dict(d.metadata) or None for _, d in part],
+            )
+        log.debug("collection %s: %d new of %d documents", self.name, len(fresh), len(docs))
+        return ids
+
+    def search(self, query: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The `k` stored chunks closest to `query`, best first; `where` filters on metadata (Chroma syntax,
+        e.g. ``{"kind": "image"}`` or ``{"$and": [{"kind": "pdf"}, {"page": {"$lte": 3}}]}``)."""
+        if k < 1:
+            raise MemoryStoreError(f"k must be at least 1; got {k}.")
+        collection = self._open(create=False)
+        try:
+            result = collection.query(
+                query_texts=[query], n_results=k, where=where or None, include=["documents", "metadatas", "distances"]
+            )
+        except ValueError as exc:  # chroma reports a malformed `where` as ValueError
+            raise MemoryStoreError(f"search filter {where!r} was refused by Chroma: {exc}") from exc
+        return [
+            _hit(i, d, m, dist)
+            for i, d, m, dist in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
+            )
+        ]
+
+    def delete(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None) -> int:
+        """Remove documents by id and/or metadata filter; returns how many were removed."""
+        if not ids and not where:
+            raise MemoryStoreError("delete needs ids or a `where` filter; to drop a whole collection use delete_collection().")
+        collection = self._existing_light()
+        if collection is None:
+            return 0
+        before = collection.count()
+        collection.delete(ids=list(ids) if ids else None, where=where or None)
+        return before - collection.count()
+
+    def count(self) -> int:
+        collection = self._existing_light()
+        return collection.count() if collection is not None else 0
+
+    def find(self, where: dict[str, Any], limit: int = 1) -> list[Hit]:
+        """Stored chunks matching a metadata filter (no embedding involved; score 0)."""
+        collection = self._existing_light()
+        if collection is None:
+            return []
+        got = collection.get(where=where, limit=limit, include=["documents", "metadatas"])
+        return [_hit(i, d, m, 1.0) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+
+
+def _hit(doc_id: str, text: str | None, metadata: dict[str, Any] | None, distance: float) -> Hit:
+    metadata = dict(metadata or {})
+    page = metadata.get("page")
+    start, end = metadata.get("start"), metadata.get("end")
+    return Hit(
+        id=doc_id,
+        text=text or "",
+        score=round(1.0 - float(distance), 6),
+        source=metadata.get("source"),
+        kind=metadata.get("kind"),
+        page=int(page) if page is not None else None,
+        start=float(start) if start is not None else None,
+        end=float(end) if end is not None else None,
+        metadata=metadata,
+    )
+
+
+def list_names(client: "ClientAPI") -> list[str]:
+    return sorted(c.name for c in client.list_collections())
+
+
+def open_memory(config: MemoryConfig | None = None, collection: str | None = None) -> Memory:
+    """The collection `collection` (default ``memory.collection``) in the configured store."""
+    config = config or MemoryConfig()
+    return Memory(make_client(config), collection or config.collection, get_embedder(config.embedder))
+
+
+def list_collections(config: MemoryConfig) -> list[CollectionInfo]:
+    """Every collection in the store with its size and recorded embedder (no model loads)."""
+    client = make_client(config)
+    return [CollectionInfo(c.name, c.count(), _pin_of(c.metadata)) for c in sorted(client.list_collections(), key=lambda c: c.name)]
+
+
+def delete_collection(config: MemoryConfig, name: str) -> None:
+    client = make_client(config)
+    if name not in list_names(client):
+        raise MemoryStoreError(f"collection {name!r} does not exist (collections: {', '.join(list_names(client)) or 'none'}).")
+    client.delete_collection(name)
+
+
+def reset_memory(config: MemoryConfig) -> list[str]:
+    """Delete every collection in the store; returns their names."""
+    client = make_client(config)
+    names = list_names(client)
+    for name in names:
+        client.delete_collection(name)
+    return names

@@ -279,6 +279,10 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if opts.stop:
         kwargs.update(stop_strings=list(opts.stop), tokenizer=tokenizer)
+    if opts.grammar:
+        from mmagent.model.grammar import GrammarLogitsProcessor
+
+        kwargs["logits_processor"] = [GrammarLogitsProcessor(tokenizer, opts.grammar)]
     return kwargs
 
 

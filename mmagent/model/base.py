@@ -25,6 +25,7 @@ class GenerationOptions:
     repetition_penalty: float = 1.1
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    grammar: str | None = None  # llguidance Lark grammar the output must match (mmagent.model.grammar)
 
 
 @dataclass(frozen=True)

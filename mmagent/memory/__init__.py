@@ -1,1 +1,31 @@
-"""mmagent.memory"""
+"""Persistent vector memory: Chroma collections pinned to their embedder, and file ingest.
+
+Importing this package is cheap (no chromadb, no torch); the store and the embedder load on first use.
+
+    from mmagent.memory import open_memory, Document
+    memory = open_memory(config.memory, "notes")
+    memory.add([Document("The invoice is due on 3 May.", {"source": "mail.txt"})])
+    hits = memory.search("when is the invoice due?", k=3)
+"""
+
+from mmagent.memory.store import (
+    CollectionInfo,
+    Document,
+    Hit,
+    Memory,
+    delete_collection,
+    list_collections,
+    open_memory,
+    reset_memory,
+)
+
+__all__ = [
+    "CollectionInfo",
+    "Document",
+    "Hit",
+    "Memory",
+    "delete_collection",
+    "list_collections",
+    "open_memory",
+    "reset_memory",
+]

@@ -279,6 +279,21 @@ class Memory:
         got = collection.get(where=where, limit=limit, include=["documents", "metadatas"])
         return [_hit(i, d, m, 1.0) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
 
+    def sources(self, page_size: int = 5000) -> dict[str, int]:
+        """Chunk count per source path (what `mmagent memory show` lists); reads metadata only."""
+        collection = self._existing_light()
+        counts: dict[str, int] = {}
+        offset = 0
+        while collection is not None:
+            got = collection.get(include=["metadatas"], limit=page_size, offset=offset)
+            for metadata in got["metadatas"]:
+                source = str((metadata or {}).get("source", "(no source)"))
+                counts[source] = counts.get(source, 0) + 1
+            if len(got["ids"]) < page_size:
+                break
+            offset += page_size
+        return dict(sorted(counts.items()))
+
 
 def _hit(doc_id: str, text: str | None, metadata: dict[str, Any] | None, distance: float) -> Hit:
     metadata = dict(metadata or {})

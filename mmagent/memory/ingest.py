@@ -1,0 +1,245 @@
+"""Ingesting files into a collection: read or describe, chunk, embed, store — one file's failure never stops the batch.
+
+Text, Markdown, HTML and PDF are read directly. Images become a caption plus the text visible in them
+(the document keeps the image's path, so a search result can show the picture: text-to-image retrieval
+is an ordinary search over captions). Audio becomes a timed transcript. Both need a model, passed in
+as plain callables so the caller decides which (see :func:`default_describer`, :func:`default_transcriber`).
+
+Re-ingesting is free: each file's SHA-256 is stored with its chunks, a file whose content is already in
+the collection is skipped before any model runs, and chunk ids derive from the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmagent.errors import MMAgentError, MemoryStoreError
+from mmagent.memory.chunking import ChunkOptions, chunk_segments, chunk_text
+from mmagent.memory.loaders import LOADERS, kind_of, supported_suffixes
+from mmagent.memory.store import Document, Memory
+
+if TYPE_CHECKING:
+    from mmagent.config import Config
+
+log = logging.getLogger(__name__)
+
+DescribeImage = Callable[[Path], str]
+Transcribe = Callable[[Path], Iterable[tuple[float, float, str]]]
+CAPTION_PROMPT = "Describe this image in one short sentence."
+VISIBLE_TEXT_HEADING = "Visible text:"
+
+
+@dataclass(frozen=True)
+class FileNote:
+    """A file that was skipped or failed, and why (one sentence a person can act on)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did. `files` counts every file looked at; `chunks` only newly stored chunks."""
+
+    collection: str
+    files: int = 0
+    ingested: int = 0
+    chunks: int = 0
+    skipped: list[FileNote] = field(default_factory=list)
+    failed: list[FileNote] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Ingestor:
+    """Turns files into stored chunks of one collection. `describe_image`/`transcribe` None = skip that kind."""
+
+    memory: Memory
+    describe_image: DescribeImage | None = None
+    transcribe: Transcribe | None = None
+    chunking: ChunkOptions = field(default_factory=ChunkOptions)
+    missing_reasons: dict[str, str] = field(default_factory=dict)  # kind -> why it cannot be ingested here
+
+    def run(self, paths: Iterable[str | Path], progress: bool | None = None) -> IngestSummary:
+        """Ingest every file under `paths` (folders recursively); returns the summary, never raises per file."""
+        from tqdm.auto import tqdm
+
+        started = time.perf_counter()
+        summary = IngestSummary(self.memory.name)
+        files = list(iter_files(paths, summary))
+        show = sys.stderr.isatty() if progress is None else progress
+        with tqdm(files, unit="file", desc=f"ingest → {self.memory.name}", disable=not show, file=sys.stderr) as bar:
+            for path in bar:
+                bar.set_postfix_str(path.name[:30])
+                self._one(path, summary)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
+
+    def _one(self, path: Path, summary: IngestSummary) -> None:
+        summary.files += 1
+        kind = kind_of(path)
+        if kind is None:
+            summary.skipped.append(FileNote(str(path), f"unsupported type '{path.suffix or '(none)'}'; "
+                                                       f"supported: {' '.join(supported_suffixes())}"))
+            return
+        if self._cannot(kind):
+            summary.skipped.append(FileNote(str(path), self._cannot(kind)))
+            return
+        try:
+            sha = file_sha256(path)
+            already = self.memory.find({"sha256": sha})
+            if already:
+                summary.skipped.append(FileNote(str(path), f"already stored (same content as {already[0].source})"))
+                return
+            docs = self.documents(path, kind, sha)
+            if not docs:
+                summary.skipped.append(FileNote(str(path), "no text found in it"))
+                return
+            before = self.memory.count()
+            self.memory.add(docs)
+            summary.chunks += self.memory.count() - before
+            summary.ingested += 1
+        except MMAgentError as exc:
+            summary.failed.append(FileNote(str(path), str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a broken file must not stop the batch; the reason is reported
+            log.debug("ingest of %s failed", path, exc_info=True)
+            summary.failed.append(FileNote(str(path), f"{type(exc).__name__}: {exc}"))
+
+    def _cannot(self, kind: str) -> str:
+        if kind == "image" and self.describe_image is None:
+            return self.missing_reasons.get("image", "skipped: needs an image describer (a vision-language model)")
+        if kind == "audio" and self.transcribe is None:
+            return self.missing_reasons.get("audio", "skipped: needs a transcriber (speech recognition)")
+        return ""
+
+    def documents(self, path: Path, kind: str, sha: str) -> list[Document]:
+        """The chunks of one file as Documents with source, kind, page or times, and content-derived ids."""
+        tokenizer = self.memory.embedder.tokenizer
+        self.chunking.check_fits(self.memory.embedder.max_tokens)
+        base = {"source": str(path.resolve()), "name": path.name, "kind": kind, "sha256": sha}
+        pieces: list[tuple[str, dict[str, Any]]] = []
+        if kind == "audio":
+            segments = list(self.transcribe(path))  # type: ignore[misc]
+            for c in chunk_segments(segments, tokenizer, self.chunking):
+                pieces.append((c.text, {"start": c.start, "end": c.end}))
+        elif kind == "image":
+            description = self.describe_image(path).strip()  # type: ignore[misc]
+            pieces.extend((c, {}) for c in chunk_text(description, tokenizer, self.chunking))
+        else:
+            for section in LOADERS[kind](path):
+                extra = {"page": section.page} if section.page is not None else {}
+                pieces.extend((c, extra) for c in chunk_text(section.text, tokenizer, self.chunking))
+        docs = []
+        for i, (text, extra) in enumerate(pieces):
+            doc_id = hashlib.sha256(f"{sha}\0{i}\0{text}".encode()).hexdigest()[:32]
+            docs.append(Document(text, {**base, **extra, "chunk": i}, id=doc_id))
+        return docs
+
+
+def iter_files(paths: Iterable[str | Path], summary: IngestSummary) -> Iterator[Path]:
+    """Files named, and files under folders named (sorted, hidden ones left out); missing paths are failures."""
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_file():
+            yield path
+        elif path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path).parts
+                if child.is_file() and not any(part.startswith(".") for part in rel):
+                    yield child
+        else:
+            summary.files += 1
+            summary.failed.append(FileNote(str(path), "does not exist or is not a file or folder"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- the default models for images and audio --------------------------------------------------------
+class ImageDescriber:
+    """Caption from the configured vision-language model, plus the text OCR reads in the image.
+
+    Calls ``mmagent.model.load_backend(config).complete(...)`` (model loads on the first image) and
+    ``mmagent.model.ocr.read_text``.
+    """
+
+    def __init__(self, config: "Config", prompt: str = CAPTION_PROMPT, max_new_tokens: int = 48) -> None:
+        self.config = config
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self._load_error: MMAgentError | None = None
+
+    def __call__(self, path: Path) -> str:
+        from mmagent.images import load_image
+        from mmagent.model import load_backend
+        from mmagent.model.ocr import read_text
+
+        image = load_image(path, self.config.limits.max_image_pixels)
+        if self._load_error is not None:  # do not retry a model that failed to load, once per image
+            raise self._load_error
+        try:
+            backend = load_backend(self.config)
+        except MMAgentError as exc:
+            self._load_error = exc
+            raise
+        caption = backend.complete(
+            [{"role": "user", "content": self.prompt}], images=[image], max_new_tokens=self.max_new_tokens
+        ).strip()
+        lines = [line.text for line in read_text(image)]
+        return caption + (f"\n{VISIBLE_TEXT_HEADING} " + " / ".join(lines) if lines else "")
+
+
+def default_transcriber(config: "Config") -> Transcribe:
+    """Timed segments from ``mmagent.asr.Transcriber(config.asr).stream(path)`` (Whisper tiny.en by default)."""
+    from mmagent.asr import Transcriber
+
+    transcriber = Transcriber(config.asr)
+
+    def transcribe(path: Path) -> Iterator[tuple[float, float, str]]:
+        for segment in transcriber.stream(path, progress=False):
+            yield segment.start, segment.end, segment.text
+
+    return transcribe
+
+
+def default_models(config: "Config") -> tuple[DescribeImage | None, Transcribe | None, dict[str, str]]:
+    """(describe_image, transcribe, reasons) — a kind whose model cannot be used gets None and a reason."""
+    import importlib.util
+
+    reasons: dict[str, str] = {}
+    transcribe: Transcribe | None = None
+    if importlib.util.find_spec("faster_whisper") is None:
+        reasons["audio"] = "skipped: needs speech recognition; install it with pip install 'mmagent[asr]'"
+    else:
+        transcribe = default_transcriber(config)
+    return ImageDescriber(config), transcribe, reasons
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    memory: Memory,
+    *,
+    describe_image: DescribeImage | None = None,
+    transcribe: Transcribe | None = None,
+    chunking: ChunkOptions | None = None,
+    progress: bool | None = None,
+) -> IngestSummary:
+    """Ingest files and folders into `memory`; see :class:`Ingestor`."""
+    if memory is None:
+        raise MemoryStoreError("ingest needs a Memory; open one with mmagent.memory.open_memory(config).")
+    return Ingestor(memory, describe_image, transcribe, chunking or ChunkOptions()).run(paths, progress)

@@ -1,0 +1,135 @@
+"""Reading documents into plain text sections: .txt/.md as is, .html without markup, .pdf page by page.
+
+Images and audio need a model (a caption, a transcript) and are handled in :mod:`mmagent.memory.ingest`
+through pluggable callables; this module only reads files that already hold text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from mmagent.audio import AUDIO_SUFFIXES
+from mmagent.errors import MemoryStoreError, require
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+PDF_SUFFIXES = frozenset({".pdf"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stretch of a document's text; `page` is 1-based for PDFs, None otherwise."""
+
+    text: str
+    page: int | None = None
+
+
+def kind_of(path: Path) -> str | None:
+    """text | html | pdf | image | audio, or None for a file ingest cannot read."""
+    suffix = path.suffix.lower()
+    for kind, suffixes in (
+        ("text", TEXT_SUFFIXES),
+        ("html", HTML_SUFFIXES),
+        ("pdf", PDF_SUFFIXES),
+        ("image", IMAGE_SUFFIXES),
+        ("audio", frozenset(AUDIO_SUFFIXES)),
+    ):
+        if suffix in suffixes:
+            return kind
+    return None
+
+
+def supported_suffixes() -> list[str]:
+    return sorted(TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | IMAGE_SUFFIXES | set(AUDIO_SUFFIXES))
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MemoryStoreError(
+            f"'{path}' is not UTF-8 text (byte {exc.start}); convert it, e.g. `iconv -f latin1 -t utf-8`."
+        ) from exc
+
+
+def load_text(path: Path) -> list[Section]:
+    return [Section(_decode(path.read_bytes(), path))]
+
+
+class _TextExtractor(HTMLParser):
+    """Visible text of an HTML page: script/style/template dropped, block elements become line breaks."""
+
+    SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
+    BLOCK = frozenset(
+        {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
+         "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr", "dd", "dt"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+        if tag == "title":
+            self._in_title = True
+        elif tag in self.SKIP:
+            self._skip += 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self.SKIP and self._skip:
+            self._skip -= 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
+        elif not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """(title, visible text) of an HTML document, whitespace tidied."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in "".join(parser.parts).split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return " ".join("".join(parser.title).split()), text
+
+
+def load_html(path: Path) -> list[Section]:
+    title, text = html_to_text(_decode(path.read_bytes(), path))
+    return [Section(f"{title}\n\n{text}" if title and not text.startswith(title) else text)]
+
+
+def load_pdf(path: Path) -> list[Section]:
+    """One section per page that has a text layer; scanned pages (no text) are left out."""
+    pypdf = require("pypdf", "memory")
+    try:
+        reader = pypdf.PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise MemoryStoreError(f"PDF '{path}' is password-protected; decrypt it first (e.g. `qpdf --decrypt`).")
+        sections = [Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)]
+    except pypdf.errors.PdfReadError as exc:
+        raise MemoryStoreError(f"PDF '{path}' could not be read: {exc}") from exc
+    sections = [s for s in sections if s.text.strip()]
+    if not sections:
+        raise MemoryStoreError(
+            f"PDF '{path}' has no text layer (a scan?); run OCR on it first (e.g. `ocrmypdf`) or ingest page images."
+        )
+    return sections
+
+
+LOADERS = {"text": load_text, "html": load_html, "pdf": load_pdf}

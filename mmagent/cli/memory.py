@@ -26,6 +26,13 @@ def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
+def _confirm(question: str) -> None:
+    """Ask; anything but yes stops the command with status 1 (nothing deleted)."""
+    if not typer.confirm(question, default=False):
+        typer.echo("aborted; nothing deleted")
+        raise typer.Exit(1)
+
+
 @app.command()
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders: .txt .md .html .pdf, images, audio."),
@@ -170,7 +177,7 @@ def delete(
     cfg = build_config(config, set_)
     if not source and not ids:
         if not yes:
-            typer.confirm(f"Delete the whole collection {name!r}?", abort=True)
+            _confirm(f"Delete the whole collection {name!r}?")
         delete_collection(cfg.memory, name)
         typer.echo(f"deleted collection {name}")
         return
@@ -188,6 +195,6 @@ def reset(yes: bool = YesOpt, config: Optional[Path] = ConfigOpt, set_: Optional
 
     cfg = build_config(config, set_)
     if not yes:
-        typer.confirm(f"Delete ALL collections in {cfg.memory.url or cfg.memory.path}?", abort=True)
+        _confirm(f"Delete ALL collections in {cfg.memory.url or cfg.memory.path}?")
     names = reset_memory(cfg.memory)
     typer.echo(f"deleted {len(names)} collection(s){': ' + ', '.join(names) if names else ''}")

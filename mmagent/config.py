@@ -127,6 +127,31 @@ class PathsConfig:
 
 
 @dataclass
+class FlowsConfig:
+    qa_min_score: float = field(
+        default=0.35, metadata={"help": "qa: passages below this cosine similarity count as not relevant"}
+    )
+    qa_top_k: int = field(default=4, metadata={"help": "qa: passages retrieved per question"})
+    support_collection: str | None = field(
+        default=None, metadata={"help": "support: knowledge-base collection searched each turn; None = none"}
+    )
+    support_max_failures: int = field(
+        default=2, metadata={"help": "support: failed tool attempts in a turn before handing off to a human"}
+    )
+    context_tokens: int = field(
+        default=0, metadata={"help": "summarize: prompt budget in tokens; 0 = the model's context window"}
+    )
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.qa_min_score <= 1.0:
+            raise ConfigError(f"flows.qa_min_score must be a cosine similarity in [-1, 1]; got {self.qa_min_score!r}.")
+        _check_positive("flows", "qa_top_k", self.qa_top_k)
+        _check_positive("flows", "support_max_failures", self.support_max_failures)
+        if self.context_tokens and self.context_tokens < 256:
+            raise ConfigError(f"flows.context_tokens must be 0 (model window) or >= 256; got {self.context_tokens!r}.")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     adapters: dict[str, str] = field(default_factory=dict)
@@ -134,6 +159,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

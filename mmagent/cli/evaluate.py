@@ -85,8 +85,6 @@ def score(
     """
     from mmagent.evals.scoring import score_files
 
-    if task not in TASKS:
-        raise typer.BadParameter(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}", param_hint="--task")
     options = ScoreOptions(na_prob_file=na_prob_file, na_prob_thresh=na_prob_thresh, ks=tuple(k) if k else ScoreOptions.ks)
     result = score_files(task, predictions, references, options)
     intervals = _intervals(result, resamples) if ci else {}

@@ -30,13 +30,14 @@ All ids become strings (VQA's integer ids included), so JSON and JSONL files mix
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any
 
 from mmagent.errors import MMAgentError
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 ID_KEYS = ("id", "question_id", "questionId")
 TEXT_KEYS = ("prediction", "answer")
 
@@ -52,12 +53,12 @@ class QAExample:
     id: str
     question: str
     answers: tuple[str, ...]
-    context: Optional[str] = None
-    image: Optional[str] = None
-    audio: Optional[str] = None
-    answer_type: Optional[str] = None
-    question_type: Optional[str] = None
-    image_id: Optional[str] = None  # VQA/COCO image id, when the file names the image only by id
+    context: str | None = None
+    image: str | None = None
+    audio: str | None = None
+    answer_type: str | None = None
+    question_type: str | None = None
+    image_id: str | None = None  # VQA/COCO image id, when the file names the image only by id
 
 
 def _describe(value: Any) -> str:
@@ -65,7 +66,9 @@ def _describe(value: Any) -> str:
         keys = list(value)[:8]
         return f"a JSON object with keys {keys}" if keys else "an empty JSON object"
     if isinstance(value, list):
-        return f"a JSON list of {len(value)} item(s)" + (f", the first {_describe(value[0])}" if value else "")
+        return f"a JSON list of {len(value)} item(s)" + (
+            f", the first {_describe(value[0])}" if value else ""
+        )
     return f"a JSON {type(value).__name__} ({str(value)[:40]!r})"
 
 
@@ -135,7 +138,9 @@ def _get_id(obj: dict[str, Any], path: PathLike, role: str, where: str) -> str:
     for key in ID_KEYS:
         if key in obj and isinstance(obj[key], (str, int)) and not isinstance(obj[key], bool):
             return str(obj[key])
-    raise _fail(path, role, f"an id field ({' / '.join(ID_KEYS)}, string or integer) at {where}", _describe(obj))
+    raise _fail(
+        path, role, f"an id field ({' / '.join(ID_KEYS)}, string or integer) at {where}", _describe(obj)
+    )
 
 
 def _text(value: Any, path: PathLike, role: str, what: str) -> str:
@@ -165,7 +170,9 @@ def read_predictions(path: PathLike) -> dict[str, str]:
         key = _get_id(obj, path, role, where)
         field = next((k for k in TEXT_KEYS if k in obj), None)
         if field is None:
-            raise _fail(path, role, f"a prediction field ({' / '.join(TEXT_KEYS)}) at {where}", _describe(obj))
+            raise _fail(
+                path, role, f"a prediction field ({' / '.join(TEXT_KEYS)}) at {where}", _describe(obj)
+            )
         _put(out, key, _text(obj[field], path, role, f"'{field}' at {where}"), path, role)
     return out
 
@@ -221,7 +228,10 @@ def read_text_references(path: PathLike) -> dict[str, tuple[str, ...]]:
             refs = tuple(obj["references"])
         else:
             raise _fail(
-                path, role, f"'reference' (a string) or 'references' (a list of strings) at {where}", _describe(obj)
+                path,
+                role,
+                f"'reference' (a string) or 'references' (a list of strings) at {where}",
+                _describe(obj),
             )
         _put(out, key, refs, path, role)
     return out
@@ -254,7 +264,9 @@ def read_relevance(path: PathLike) -> dict[str, dict[str, float]]:
         ):
             grades = {str(d): float(g) for d, g in relevant.items()}
         else:
-            raise _fail(path, role, f"'relevant': a list of doc ids or {{doc id: grade}} at {where}", _describe(obj))
+            raise _fail(
+                path, role, f"'relevant': a list of doc ids or {{doc id: grade}} at {where}", _describe(obj)
+            )
         _put(out, key, grades, path, role)
     return out
 
@@ -301,11 +313,13 @@ def read_squad(path: PathLike, data: Any = None) -> list[QAExample]:
                     raise _fail(path, role, f"'id', 'question' and 'answers' in {here}", _describe(qa))
                 qid = _get_id(qa, path, role, here)
                 answers = _answer_texts(qa["answers"], path, role, here)
-                out.append(QAExample(qid, str(qa.get("question", "")), answers, context=paragraph.get("context")))
+                out.append(
+                    QAExample(qid, str(qa.get("question", "")), answers, context=paragraph.get("context"))
+                )
     return out
 
 
-def read_vqa(path: PathLike, questions: Optional[PathLike] = None, data: Any = None) -> list[QAExample]:
+def read_vqa(path: PathLike, questions: PathLike | None = None, data: Any = None) -> list[QAExample]:
     """VQAv2 annotations JSON (10 human answers per question), plus question text from `questions`."""
     role = "references file"
     data = read_json(path, role) if data is None else data
@@ -396,7 +410,11 @@ def read_qa_file(path: PathLike) -> list[QAExample]:
         return _unique(read_docvqa(path, data=data), path)
     if isinstance(data, list):
         return _unique(read_qa_jsonl(path), path)
-    hint = " (that is a VQA questions file: pass the annotations file)" if isinstance(data, dict) and "questions" in data else ""
+    hint = (
+        " (that is a VQA questions file: pass the annotations file)"
+        if isinstance(data, dict) and "questions" in data
+        else ""
+    )
     raise _fail(
         path,
         role,

@@ -6,13 +6,15 @@ Each task names its reference reader, its prediction reader and its metric famil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
-from mmagent.errors import MMAgentError
 from mmagent.evals import formats
 from mmagent.evals.metrics.base import ScoreResult
+
+from mmagent.errors import MMAgentError
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -21,7 +23,7 @@ DEFAULT_KS = (1, 5, 10)
 class ScoreOptions:
     """Task-specific knobs: SQuAD v2.0 no-answer probabilities, retrieval cut-offs, ANLS threshold."""
 
-    na_prob_file: Optional[Path] = None
+    na_prob_file: Path | None = None
     na_prob_thresh: float = 1.0
     ks: tuple[int, ...] = DEFAULT_KS
     anls_threshold: float = 0.5
@@ -71,7 +73,9 @@ def _anls(preds: Path, refs: Path, opts: ScoreOptions) -> ScoreResult:
     from mmagent.evals.metrics.anls import score_anls
 
     golds, _ = _answers(refs)
-    return score_anls(golds, _matched(formats.read_predictions(preds), golds, preds, refs), opts.anls_threshold)
+    return score_anls(
+        golds, _matched(formats.read_predictions(preds), golds, preds, refs), opts.anls_threshold
+    )
 
 
 def _rouge(preds: Path, refs: Path, opts: ScoreOptions) -> ScoreResult:
@@ -106,12 +110,20 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("squad", "SQuAD v1.1 exact_match, f1 (0-100)", _squad),
-        Task("squad_v2", "SQuAD v2.0 exact, f1, HasAns_*, NoAns_*, best_* with --na-prob-file (0-100)", _squad_v2),
+        Task(
+            "squad_v2",
+            "SQuAD v2.0 exact, f1, HasAns_*, NoAns_*, best_* with --na-prob-file (0-100)",
+            _squad_v2,
+        ),
         Task("vqa", "VQA accuracy, 10-choose-9 with the official normalisation (0-100)", _vqa),
         Task("anls", "ANLS with tau 0.5 (0-1)", _anls),
         Task("rouge", "rouge1, rouge2, rougeL, rougeLsum F-measure, stemmed (0-1)", _rouge),
         Task("wer", "corpus wer and cer after Whisper's English normaliser (fractions)", _wer),
-        Task("classification", "accuracy, macro_precision, macro_recall, macro_f1, confusion matrix (0-1)", _classification),
+        Task(
+            "classification",
+            "accuracy, macro_precision, macro_recall, macro_f1, confusion matrix (0-1)",
+            _classification,
+        ),
         Task("retrieval", "recall@k, mrr, ndcg@k (0-1)", _retrieval),
     )
 }
@@ -124,7 +136,9 @@ Predictions (--predictions): a JSON object {{id: text}} (SQuAD's format), or a J
 """.format(tasks="; ".join(f"{t.name} = {t.description}" for t in TASKS.values()))
 
 
-def _matched(predictions: Mapping[str, Any], references: Mapping[str, Any], preds: Path, refs: Path) -> Mapping[str, Any]:
+def _matched(
+    predictions: Mapping[str, Any], references: Mapping[str, Any], preds: Path, refs: Path
+) -> Mapping[str, Any]:
     """Refuse a predictions file that shares no id with the references (wrong file, or renamed ids)."""
     if references and predictions and not set(predictions) & set(references):
         raise formats.EvalDataError(
@@ -140,7 +154,7 @@ def _head(ids: Sequence[str] | Mapping[str, Any]) -> list[str]:
 
 
 def score_files(
-    task: str, predictions: Path, references: Path, options: Optional[ScoreOptions] = None
+    task: str, predictions: Path, references: Path, options: ScoreOptions | None = None
 ) -> ScoreResult:
     """Read both files and score them with `task`'s official metric."""
     if task not in TASKS:

@@ -4,7 +4,6 @@ tests/helpers/official_scorers.py on the same cases (within 1e-6)."""
 from __future__ import annotations
 
 import pytest
-
 from helpers.official_scorers import anls_question
 from mmagent.evals.metrics.anls import anls_score, score_anls
 

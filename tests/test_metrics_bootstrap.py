@@ -6,10 +6,10 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from mmagent.errors import MMAgentError
 from mmagent.evals.metrics.bootstrap import bootstrap_mean_ci, paired_bootstrap_means
 from mmagent.evals.metrics.squad import score_squad_v1
+
+from mmagent.errors import MMAgentError
 
 
 def _coin(n: int, p: float, seed: int) -> list[float]:

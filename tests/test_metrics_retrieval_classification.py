@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from mmagent.errors import MMAgentError
 from mmagent.evals.metrics.classification import score_classification
 from mmagent.evals.metrics.retrieval import ndcg_at_k, recall_at_k, reciprocal_rank, score_retrieval
+
+from mmagent.errors import MMAgentError
 
 
 def test_retrieval_by_hand():

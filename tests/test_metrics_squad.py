@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from helpers.official_scorers import squad_v1_evaluate, squad_v2_evaluate
-from mmagent.errors import MMAgentError
 from mmagent.evals.metrics.squad import f1_v1, f1_v2, normalize_answer, score_squad_v1, score_squad_v2
+
+from mmagent.errors import MMAgentError
 
 # (id, gold answers, prediction): punctuation, articles, several golds, case, whitespace, unicode,
 # hyphen joining, numbers with commas, repeated tokens, golds that normalise to nothing.
@@ -18,7 +18,11 @@ CASES = [
     ("article", ["The Eiffel Tower"], "eiffel tower"),
     ("article-inside", ["a cat and the dog"], "cat and dog"),
     ("article-not-word", ["theatre"], "atre"),
-    ("multi-gold", ["Santa Clara, California", "Levi's Stadium", "Levi's Stadium in the San Francisco Bay Area"], "Levi's Stadium, Santa Clara"),
+    (
+        "multi-gold",
+        ["Santa Clara, California", "Levi's Stadium", "Levi's Stadium in the San Francisco Bay Area"],
+        "Levi's Stadium, Santa Clara",
+    ),
     ("partial", ["the 1990 FIFA World Cup final"], "World Cup"),
     ("case-space", ["  New   York  City "], "new york\tcity"),
     ("hyphen", ["state-of-the-art"], "state of the art"),
@@ -34,13 +38,21 @@ CASES = [
 
 
 def _dataset(cases, unanswerable=()):
-    qas = [{"id": qid, "question": "?", "answers": [{"text": g, "answer_start": 0} for g in golds]} for qid, golds, _ in cases]
+    qas = [
+        {"id": qid, "question": "?", "answers": [{"text": g, "answer_start": 0} for g in golds]}
+        for qid, golds, _ in cases
+    ]
     qas += [{"id": qid, "question": "?", "answers": [], "is_impossible": True} for qid, _ in unanswerable]
     return [{"title": "t", "paragraphs": [{"context": "c", "qas": qas}]}]
 
 
 def _refs(dataset):
-    return {qa["id"]: [a["text"] for a in qa["answers"]] for art in dataset for p in art["paragraphs"] for qa in p["qas"]}
+    return {
+        qa["id"]: [a["text"] for a in qa["answers"]]
+        for art in dataset
+        for p in art["paragraphs"]
+        for qa in p["qas"]
+    }
 
 
 def test_normalize_answer_by_hand():
@@ -52,7 +64,9 @@ def test_normalize_answer_by_hand():
 def test_f1_versions_differ_on_empty_answers_as_the_scripts_do():
     assert f1_v1("", "") == 0.0  # v1.1: no shared token -> 0
     assert f1_v2("", "") == 1.0  # v2.0: both empty -> 1
-    assert f1_v1("World Cup", "the 1990 FIFA World Cup final") == pytest.approx(2 * 1.0 * 0.4 / 1.4)  # 2 of 5 gold tokens
+    assert f1_v1("World Cup", "the 1990 FIFA World Cup final") == pytest.approx(
+        2 * 1.0 * 0.4 / 1.4
+    )  # 2 of 5 gold tokens
 
 
 def test_v1_matches_official_on_tricky_cases():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mmagent.evals.metrics.rouge import score_rouge
 from mmagent.evals.metrics.speech import normalize_text, score_speech
 

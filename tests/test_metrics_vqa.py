@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from helpers.official_scorers import vqa_evaluate, vqa_process_digit_article, vqa_process_punctuation
 from mmagent.evals.metrics.vqa import (
     CONTRACTIONS,
@@ -54,7 +53,11 @@ CASES = [
 
 def _official(cases):
     gts = {
-        qid: {"answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(golds)]}
+        qid: {
+            "answers": [
+                {"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(golds)
+            ]
+        }
         for qid, golds, _ in cases
     }
     res = {qid: {"question_id": qid, "answer": pred} for qid, _, pred in cases}
@@ -63,7 +66,13 @@ def _official(cases):
 
 def test_ten_choose_nine_by_hand():
     # k matching humans: the k leave-one-out subsets that drop a match see k-1 matches, the others k
-    for k, expected in [(0, 0.0), (1, 0.9 * 1 / 3), (2, (2 * 1 / 3 + 8 * 2 / 3) / 10), (3, (3 * 2 / 3 + 7) / 10), (4, 1.0)]:
+    for k, expected in [
+        (0, 0.0),
+        (1, 0.9 * 1 / 3),
+        (2, (2 * 1 / 3 + 8 * 2 / 3) / 10),
+        (3, (3 * 2 / 3 + 7) / 10),
+        (4, 1.0),
+    ]:
         answers = ["red"] * k + ["blue"] * (10 - k)
         assert vqa_accuracy("red", answers) == pytest.approx(expected, abs=1e-12)
 
@@ -81,7 +90,9 @@ def test_normalisation_by_hand():
     assert process_punctuation("." * 40) == "." * 8  # official passes re.UNICODE (32) as the count
 
 
-@pytest.mark.parametrize("text", ["Yes.", "a b.c", "1,000.5", "(hi) there", "x-y", "e.g. this", "50 / 50", "it's ok!"])
+@pytest.mark.parametrize(
+    "text", ["Yes.", "a b.c", "1,000.5", "(hi) there", "x-y", "e.g. this", "50 / 50", "it's ok!"]
+)
 def test_normalisation_matches_official(text):
     assert process_punctuation(text) == vqa_process_punctuation(text)
     assert process_digit_article(text) == vqa_process_digit_article(text)
@@ -92,7 +103,9 @@ def test_accuracy_matches_official_on_tricky_cases():
     result = score_vqa({qid: golds for qid, golds, _ in CASES}, {qid: pred for qid, _, pred in CASES})
     assert result.accuracy == pytest.approx(overall, abs=1e-6)
     for example in result.examples:
-        assert example.scores["accuracy"] == pytest.approx(100 * per_question[example.id], abs=1e-6), example.id
+        assert example.scores["accuracy"] == pytest.approx(100 * per_question[example.id], abs=1e-6), (
+            example.id
+        )
     by_id = {e.id: e.scores["accuracy"] for e in result.examples}
     assert by_id["q-digit-word"] == pytest.approx(100.0)  # "Two" -> "2", 7 humans said "2"
     # human answers are not lowercased by the official code: only the 2 "red" match -> (2 * 1/3 + 8 * 2/3) / 10
@@ -105,7 +118,9 @@ def test_accuracy_matches_official_on_tricky_cases():
 
 def test_answer_types_and_missing_answers():
     refs = {"1": ["yes"] * 10, "2": ["2"] * 10, "3": ["red"] * 10}
-    result = score_vqa(refs, {"1": "yes", "2": "two"}, answer_types={"1": "yes/no", "2": "number", "3": "other"})
+    result = score_vqa(
+        refs, {"1": "yes", "2": "two"}, answer_types={"1": "yes/no", "2": "number", "3": "other"}
+    )
     assert result.per_answer_type == {"yes/no": 100.0, "number": 100.0, "other": 0.0}
     assert result.missing == ["3"] and result.accuracy == pytest.approx(200 / 3)
     assert result.metrics()["accuracy_number"] == 100.0

@@ -11,11 +11,12 @@ formula writes ``NL < tau``; the scorer that produces leaderboard numbers is wha
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import require
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 THRESHOLD = 0.5
 

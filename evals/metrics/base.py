@@ -10,8 +10,9 @@ resamples the right quantity.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 from mmagent.errors import MMAgentError
 
@@ -64,13 +65,13 @@ class ScoreResult:
         """Ids of references that had no prediction."""
         return [e.id for e in self.examples if e.missing]
 
-    def per_example(self, metric: Optional[str] = None) -> list[float]:
+    def per_example(self, metric: str | None = None) -> list[float]:
         """The per-example values of `metric` (default: the primary one), in example order."""
         name = metric or self.primary
         self._check_metric(name)
         return [e.scores[name] for e in self.examples]
 
-    def statistic(self, metric: Optional[str] = None) -> Callable[[Sequence[int]], float]:
+    def statistic(self, metric: str | None = None) -> Callable[[Sequence[int]], float]:
         """A function of resampled example indices that recomputes the aggregate of `metric`.
 
         The default is the mean of the per-example values; ratio and set metrics override it.
@@ -80,13 +81,13 @@ class ScoreResult:
         values = np.asarray(self.per_example(metric), dtype=float)
         return lambda indices: float(values[np.asarray(indices, dtype=int)].mean())
 
-    def confidence_interval(self, metric: Optional[str] = None, **options: Any) -> "ConfidenceInterval":
+    def confidence_interval(self, metric: str | None = None, **options: Any) -> ConfidenceInterval:
         """Percentile-bootstrap CI of `metric` over examples; options go to :func:`bootstrap_ci`."""
         from mmagent.evals.metrics.bootstrap import bootstrap_ci
 
         return bootstrap_ci(self.count, self.statistic(metric), **options)
 
-    def worst(self, n: int = 10, metric: Optional[str] = None) -> list[ExampleScore]:
+    def worst(self, n: int = 10, metric: str | None = None) -> list[ExampleScore]:
         """The `n` examples that score worst on `metric` (default: primary), worst first; stable order."""
         name = metric or self.primary
         self._check_metric(name)

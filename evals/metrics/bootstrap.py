@@ -7,13 +7,13 @@ Seeded NumPy generators make every interval reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
+from mmagent.evals.metrics.base import ConfidenceInterval
 
 from mmagent.errors import MMAgentError
-from mmagent.evals.metrics.base import ConfidenceInterval
 
 Statistic = Callable[[Sequence[int]], float]
 
@@ -137,13 +137,10 @@ def paired_bootstrap(
     )
 
 
-def paired_bootstrap_means(
-    a: Sequence[float], b: Sequence[float], **options: float
-) -> PairedBootstrapResult:
+def paired_bootstrap_means(a: Sequence[float], b: Sequence[float], **options: float) -> PairedBootstrapResult:
     """:func:`paired_bootstrap` of two runs' per-example scores (same examples, same order)."""
     if len(a) != len(b):
         raise MMAgentError(
             f"paired bootstrap needs scores for the same examples; got {len(a)} and {len(b)} values"
         )
     return paired_bootstrap(len(a), _mean_statistic(a), _mean_statistic(b), **options)  # type: ignore[arg-type]
-

@@ -10,11 +10,12 @@ itself, so it adds no zero-score class to the macro averages and has no confusio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import MMAgentError, require
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 MISSING_LABEL = ""
 
@@ -53,7 +54,7 @@ class ClassificationResult(ScoreResult):
             "macro_f1": self.macro_f1,
         }
 
-    def statistic(self, metric: Optional[str] = None) -> Callable[[Sequence[int]], float]:
+    def statistic(self, metric: str | None = None) -> Callable[[Sequence[int]], float]:
         """Macro scores are recomputed on each resample; ``accuracy`` is the mean of per-example hits."""
         name = metric or self.primary
         if name not in ("macro_precision", "macro_recall", "macro_f1"):
@@ -95,11 +96,15 @@ def _sklearn_scores(refs: list[str], preds: list[str], labels: list[str]) -> _Sc
     mp, mr, mf, _ = metrics.precision_recall_fscore_support(
         refs, preds, labels=labels, average="macro", zero_division=0
     )
-    per_class = [ClassScore(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(labels)]
+    per_class = [
+        ClassScore(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(labels)
+    ]
     return _Scores(float(mp), float(mr), float(mf), per_class)
 
 
-def score_classification(references: Mapping[str, str], predictions: Mapping[str, str]) -> ClassificationResult:
+def score_classification(
+    references: Mapping[str, str], predictions: Mapping[str, str]
+) -> ClassificationResult:
     """Score ``{id: predicted label}`` against ``{id: reference label}``."""
     metrics = require("sklearn.metrics", "eval")
     unmatched_predictions(predictions, references, "classification")

@@ -12,11 +12,12 @@ Duplicate ids in a ranking count once, at their first position. Scores are on th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import MMAgentError
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 DEFAULT_KS = (1, 5, 10)
 

@@ -10,11 +10,12 @@ the aggregate is the mean F-measure over examples, with mean precision and recal
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import MMAgentError, require
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 

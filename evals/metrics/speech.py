@@ -9,12 +9,13 @@ bootstrap CI brackets the corpus WER. Rates are fractions (0.12 = 12 %), as jiwe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping, Optional, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import MMAgentError, require
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +39,7 @@ class SpeechResult(ScoreResult):
     def metrics(self) -> dict[str, float]:
         return {"wer": self.wer, "cer": self.cer}
 
-    def statistic(self, metric: Optional[str] = None) -> Callable[[Sequence[int]], float]:
+    def statistic(self, metric: str | None = None) -> Callable[[Sequence[int]], float]:
         """Corpus rate on a resample: sum of edits / sum of reference units (``wer`` or ``cer``)."""
         import numpy as np
 
@@ -93,7 +94,9 @@ def score_speech(references: Mapping[str, Sequence[str]], predictions: Mapping[s
             "ref_words": float(n_words),
             "ref_chars": float(n_chars),
         }
-        examples.append(ExampleScore(rid, predictions.get(rid, ""), (references[rid][0],), scores, missing[i]))
+        examples.append(
+            ExampleScore(rid, predictions.get(rid, ""), (references[rid][0],), scores, missing[i])
+        )
     return SpeechResult(
         task="wer",
         examples=examples,

@@ -22,11 +22,12 @@ import collections
 import logging
 import re
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+
+from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 from mmagent.errors import MMAgentError
-from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +145,9 @@ class SquadV2Result(ScoreResult):
     exact: float = 0.0
     f1: float = 0.0
     total: int = 0
-    has_ans: Optional[SubsetScore] = None
-    no_ans: Optional[SubsetScore] = None
-    best: Optional[BestThreshold] = None
+    has_ans: SubsetScore | None = None
+    no_ans: SubsetScore | None = None
+    best: BestThreshold | None = None
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {"exact": self.exact, "f1": self.f1, "total": self.total}
@@ -190,7 +191,7 @@ def _best_threshold(
     return 100.0 * best_score / len(raw), float(best_thresh)
 
 
-def _subset(examples: list[ExampleScore], ids: set[str]) -> Optional[SubsetScore]:
+def _subset(examples: list[ExampleScore], ids: set[str]) -> SubsetScore | None:
     rows = [e for e in examples if e.id in ids]
     if not rows:
         return None
@@ -203,7 +204,7 @@ def _subset(examples: list[ExampleScore], ids: set[str]) -> Optional[SubsetScore
 def score_squad_v2(
     references: Mapping[str, Sequence[str]],
     predictions: Mapping[str, str],
-    na_probs: Optional[Mapping[str, float]] = None,
+    na_probs: Mapping[str, float] | None = None,
     na_prob_thresh: float = 1.0,
 ) -> SquadV2Result:
     """Score like ``evaluate-v2.0.py``; an empty gold list marks an unanswerable question.
@@ -259,4 +260,6 @@ def score_squad_v2(
 def _warn_missing(examples: list[ExampleScore], task: str) -> None:
     missing = [e.id for e in examples if e.missing]
     if missing:
-        logger.warning("%s: %d question(s) have no prediction and score 0 (first: %s)", task, len(missing), missing[:5])
+        logger.warning(
+            "%s: %d question(s) have no prediction and score 0 (first: %s)", task, len(missing), missing[:5]
+        )

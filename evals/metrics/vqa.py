@@ -19,8 +19,8 @@ printing; ``accuracy`` here is unrounded).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
 
 from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
 
@@ -59,7 +59,29 @@ NUMBER_WORDS = {
     "seven": "7", "eight": "8", "nine": "9", "ten": "10",
 }  # fmt: skip
 ARTICLES = frozenset({"a", "an", "the"})
-PUNCTUATION = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+PUNCTUATION = [
+    ";",
+    r"/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+]
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 _PERIOD_COUNT = int(re.UNICODE)  # official passes re.UNICODE (32) positionally as `count`
@@ -129,8 +151,8 @@ def _by_group(examples: list[ExampleScore], groups: Mapping[str, str]) -> dict[s
 def score_vqa(
     references: Mapping[str, Sequence[str]],
     predictions: Mapping[str, str],
-    answer_types: Optional[Mapping[str, str]] = None,
-    question_types: Optional[Mapping[str, str]] = None,
+    answer_types: Mapping[str, str] | None = None,
+    question_types: Mapping[str, str] | None = None,
 ) -> VqaResult:
     """Score ``{question_id: answer}`` against ``{question_id: [human answers]}``; missing answers score 0.
 

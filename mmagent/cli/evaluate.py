@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,7 @@ eval_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(eval_app, name="eval")
+
 
 def _intervals(result: Any, n_resamples: int) -> dict[str, Any]:
     """95 % percentile-bootstrap CIs (seed 0) for every aggregate metric that has per-example values."""
@@ -41,7 +42,9 @@ def _format(value: float) -> str:
 
 def _print_text(result: Any, intervals: dict[str, Any]) -> None:
     missing = len(result.missing)
-    typer.echo(f"{result.task}: {result.count} example(s)" + (f", {missing} without prediction" if missing else ""))
+    typer.echo(
+        f"{result.task}: {result.count} example(s)" + (f", {missing} without prediction" if missing else "")
+    )
     metrics = result.metrics()
     width = max(len(k) for k in metrics)
     for name, value in metrics.items():
@@ -56,7 +59,9 @@ def _print_text(result: Any, intervals: dict[str, Any]) -> None:
             f"f1 {cls.f1:.4f} support {cls.support}"
         )
     if getattr(result, "confusion", None):
-        typer.echo("confusion (rows = reference, columns = prediction; labels " + ", ".join(result.labels) + "):")
+        typer.echo(
+            "confusion (rows = reference, columns = prediction; labels " + ", ".join(result.labels) + "):"
+        )
         for row in result.confusion:
             typer.echo("  " + " ".join(f"{v:>5}" for v in row))
 
@@ -66,16 +71,20 @@ def score(
     task: str = typer.Option(..., "--task", "-t", help="One of: " + ", ".join(TASKS) + "."),
     predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions file (JSON or JSONL)."),
     references: Path = typer.Option(..., "--references", "-r", help="References file in the task's format."),
-    na_prob_file: Optional[Path] = typer.Option(
+    na_prob_file: Path | None = typer.Option(
         None, "--na-prob-file", help="squad_v2: JSON {id: no-answer probability}; adds best_exact/best_f1."
     ),
     na_prob_thresh: float = typer.Option(
         1.0, "--na-prob-thresh", help="squad_v2: answer '' when the no-answer probability exceeds this."
     ),
-    k: Optional[list[int]] = typer.Option(None, "--k", help="retrieval: cut-offs for recall@k and nDCG@k (repeatable; default 1 5 10)."),
+    k: list[int] | None = typer.Option(
+        None, "--k", help="retrieval: cut-offs for recall@k and nDCG@k (repeatable; default 1 5 10)."
+    ),
     ci: bool = typer.Option(False, "--ci", help="Add 95% bootstrap confidence intervals (seed 0)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --ci."),
-    per_example: bool = typer.Option(False, "--per-example", help="With --json: include every example's scores."),
+    per_example: bool = typer.Option(
+        False, "--per-example", help="With --json: include every example's scores."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: task, metrics, count, missing ids."),
 ) -> None:
     """Score PREDICTIONS against REFERENCES with the official metric of --task; prints the official metric
@@ -85,7 +94,9 @@ def score(
     """
     from mmagent.evals.scoring import score_files
 
-    options = ScoreOptions(na_prob_file=na_prob_file, na_prob_thresh=na_prob_thresh, ks=tuple(k) if k else ScoreOptions.ks)
+    options = ScoreOptions(
+        na_prob_file=na_prob_file, na_prob_thresh=na_prob_thresh, ks=tuple(k) if k else ScoreOptions.ks
+    )
     result = score_files(task, predictions, references, options)
     intervals = _intervals(result, resamples) if ci else {}
     if as_json:

@@ -251,7 +251,10 @@ def read_labels(path: PathLike) -> dict[str, str]:
 
 
 def read_relevance(path: PathLike) -> dict[str, dict[str, float]]:
-    """Retrieval judgements: ``{"id", "relevant": [doc ids]}`` (grade 1) or ``{"id", "relevant": {doc: grade}}``."""
+    """Retrieval judgements: ``{"id", "relevant": [doc ids]}`` or ``{"id", "relevant": {doc: grade}}``.
+
+    A list gives every document grade 1; grades are numbers, and grade 0 means judged not relevant.
+    """
     role = "references file"
     out: dict[str, dict[str, float]] = {}
     for where, obj in _records(path, role):

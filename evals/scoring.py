@@ -128,12 +128,24 @@ TASKS: dict[str, Task] = {
     )
 }
 
-FORMATS_HELP = """Tasks: {tasks}.
-
-References (--references): squad, squad_v2, vqa, anls take a SQuAD dev JSON, a VQA annotations JSON (10 answers per question), a DocVQA JSON {{"data": [{{"questionId", "answers"}}]}} or a QA JSONL file (*.jsonl, {{"id", "question", "answers": [...]}} a line); rouge and wer take JSONL {{"id", "reference"}} or {{"id", "references": [...]}}; classification JSONL {{"id", "label"}}; retrieval JSONL {{"id", "relevant": [doc ids] or {{doc id: grade}}}}.
-
-Predictions (--predictions): a JSON object {{id: text}} (SQuAD's format), or a JSON list / JSONL of records with an id ("id", "question_id" or "questionId") and a text ("prediction" or "answer"), e.g. VQA's [{{"question_id", "answer"}}]; retrieval: {{id: [doc ids]}} or JSONL {{"id", "ranked": [doc ids, best first]}}.
-""".format(tasks="; ".join(f"{t.name} = {t.description}" for t in TASKS.values()))
+FORMATS_HELP = "\n\n".join(
+    [
+        ("Tasks: {tasks}."),
+        (
+            "References (--references): squad, squad_v2, vqa, anls take a SQuAD dev JSON, a VQA annotations "
+            'JSON (10 answers per question), a DocVQA JSON {{"data": [{{"questionId", "answers"}}]}} or a QA '
+            'JSONL file (*.jsonl, {{"id", "question", "answers": [...]}} a line); rouge and wer take JSONL '
+            '{{"id", "reference"}} or {{"id", "references": [...]}}; classification JSONL {{"id", "label"}}; '
+            'retrieval JSONL {{"id", "relevant": [doc ids] or {{doc id: grade}}}}.'
+        ),
+        (
+            "Predictions (--predictions): a JSON object {{id: text}} (SQuAD's format), or a JSON list / "
+            'JSONL of records with an id ("id", "question_id" or "questionId") and a text ("prediction" or '
+            '"answer"), e.g. VQA\'s [{{"question_id", "answer"}}]; retrieval: {{id: [doc ids]}} or JSONL '
+            '{{"id", "ranked": [doc ids, best first]}}.'
+        ),
+    ]
+).format(tasks="; ".join(f"{t.name} = {t.description}" for t in TASKS.values()))
 
 
 def _matched(

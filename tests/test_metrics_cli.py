@@ -105,7 +105,8 @@ def test_vqa_annotations_and_results_list(tmp_path, capsys):
     annotations = {
         "annotations": [
             {"question_id": qid, "image_id": 9, "answer_type": "other", "question_type": "what",
-             "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(ans)]}
+             "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                         for i, a in enumerate(ans)]}
             for qid, ans in answers.items()
         ]
     }  # fmt: skip

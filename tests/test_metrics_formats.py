@@ -19,14 +19,16 @@ def _write(path: Path, data) -> Path:
 def test_squad_reader(tmp_path):
     data = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "ctx", "qas": [
         {"id": "a", "question": "q?", "answers": [{"text": "x", "answer_start": 0}]},
-        {"id": "b", "question": "q2?", "answers": [], "plausible_answers": [{"text": "y"}], "is_impossible": True},
+        {"id": "b", "question": "q2?", "answers": [], "plausible_answers": [{"text": "y"}],
+         "is_impossible": True},
     ]}]}]}  # fmt: skip
     examples = formats.read_qa_file(_write(tmp_path / "dev.json", data))
     assert examples == [QAExample("a", "q?", ("x",), context="ctx"), QAExample("b", "q2?", (), context="ctx")]
 
 
 def test_vqa_reader_with_questions(tmp_path):
-    ann = {"annotations": [{"question_id": 7, "image_id": 42, "answer_type": "number", "question_type": "how many",
+    ann = {"annotations": [{"question_id": 7, "image_id": 42, "answer_type": "number",
+                            "question_type": "how many",
                             "answers": [{"answer": "2", "answer_id": i} for i in range(10)]}]}  # fmt: skip
     questions = _write(
         tmp_path / "q.json", {"questions": [{"question_id": 7, "image_id": 42, "question": "How many?"}]}

@@ -52,7 +52,8 @@ def test_classification_by_hand():
     preds = {"1": "cat", "2": "dog", "3": "dog", "4": "dog", "5": "cat"}  # "6" missing
     result = score_classification(refs, preds)
     assert result.accuracy == pytest.approx(3 / 6)
-    # cat: tp 1, predicted 2, support 3 -> P 1/2 R 1/3; dog: tp 2, predicted 3, support 2 -> P 2/3 R 1; bird: 0
+    # cat: tp 1, predicted 2, support 3 -> P 1/2 R 1/3
+    # dog: tp 2, predicted 3, support 2 -> P 2/3 R 1; bird: 0
     per = {c.label: c for c in result.per_class}
     assert (per["cat"].precision, per["cat"].recall, per["cat"].support) == pytest.approx((0.5, 1 / 3, 3))
     assert (per["dog"].precision, per["dog"].recall) == pytest.approx((2 / 3, 1.0))

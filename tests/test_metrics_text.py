@@ -9,7 +9,8 @@ from mmagent.evals.metrics.speech import normalize_text, score_speech
 
 def test_rouge_by_hand():
     result = score_rouge({"a": ["The cat sat on the mat"]}, {"a": "a cat sat on mat"})
-    # tokens ref: the cat sat on the mat (6); cand: a cat sat on mat (5); overlap (clipped): cat sat on mat = 4
+    # tokens ref: the cat sat on the mat (6); cand: a cat sat on mat (5)
+    # overlap (clipped): cat sat on mat = 4
     p, r = 4 / 5, 4 / 6
     assert result.scores["rouge1"] == pytest.approx(2 * p * r / (p + r))
     assert result.scores["rouge1_precision"] == pytest.approx(p)
@@ -50,7 +51,8 @@ def test_wer_by_hand_is_corpus_level():
     refs = {"a": ["Hello Mr. Smith, how are you?"], "b": ["I have two dogs."]}
     preds = {"a": "hello mister smith how you", "b": "i have 2 dogs and a cat"}
     result = score_speech(refs, preds)
-    # a: 6 reference words, 1 deletion. b: "i have 2 dogs" (4 words) vs "i have 2 dogs and a cat": 3 insertions
+    # a: 6 reference words, 1 deletion
+    # b: "i have 2 dogs" (4 words) vs "i have 2 dogs and a cat": 3 insertions
     assert result.wer == pytest.approx((1 + 3) / (6 + 4))
     assert [e.scores["wer"] for e in result.examples] == pytest.approx([1 / 6, 3 / 4])
     # the bootstrap statistic reproduces the corpus rate on the full sample

@@ -108,7 +108,8 @@ def test_accuracy_matches_official_on_tricky_cases():
         )
     by_id = {e.id: e.scores["accuracy"] for e in result.examples}
     assert by_id["q-digit-word"] == pytest.approx(100.0)  # "Two" -> "2", 7 humans said "2"
-    # human answers are not lowercased by the official code: only the 2 "red" match -> (2 * 1/3 + 8 * 2/3) / 10
+    # human answers are not lowercased by the official code: only the 2 "red" match
+    # -> (2 * 1/3 + 8 * 2/3) / 10
     assert by_id["q-case-gold"] == pytest.approx(60.0)
     # human answers get punctuation handling only, no article/number mapping: 2 and 1 exact matches
     assert by_id["q-gold-article"] == pytest.approx(60.0)

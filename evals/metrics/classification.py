@@ -5,7 +5,8 @@ Labels are strings; the label set is the union of reference and predicted labels
 prediction outside the reference labels counts against precision like any other class (scikit-learn's
 behaviour). Classes never predicted get precision 0 (``zero_division=0``), not a warning. A missing
 prediction (or an empty one) counts as wrong — it lowers its true class's recall — but is not a class
-itself, so it adds no zero-score class to the macro averages and has no confusion-matrix column. Scores are on scikit-learn's 0-1 scale.
+itself, so it adds no zero-score class to the macro averages and has no confusion-matrix column.
+Scores are on scikit-learn's 0-1 scale.
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ def score_squad_v1(references: Mapping[str, Sequence[str]], predictions: Mapping
         if not golds:
             raise MMAgentError(
                 f"question {qid!r} has no gold answer; SQuAD v1.1 scoring needs at least one per question "
-                "(the official script crashes here). Use --task squad_v2 for data with unanswerable questions."
+                "(the official script crashes here). "
+                "Use --task squad_v2 for data with unanswerable questions."
             )
         missing = qid not in predictions
         prediction = predictions.get(qid, "")

@@ -54,6 +54,8 @@ def test_memory_contract(memory_config):
     assert [h.source for h in hits][0] == "pets.txt"
     assert len(hits) == 3 and all(a.score >= b.score for a, b in zip(hits, hits[1:]))
     assert 0.3 < hits[0].score <= 1.0 and hits[0].score - hits[1].score > 0.1
+    query_vec, doc_vec = get_embedder("default").embed(["a kitten sleeping by the window", hits[0].text])
+    assert abs(hits[0].score - sum(a * b for a, b in zip(query_vec, doc_vec))) < 1e-3  # cosine space
 
     money = memory.search("how did the company's finances change?", k=2, where={"kind": "pdf"})
     assert {h.source for h in money} == {"report.pdf"} and {h.page for h in money} == {3, 4}

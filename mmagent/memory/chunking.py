@@ -8,8 +8,9 @@ word pieces, so case, accents and spacing survive. Cuts fall between words, not 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from mmagent.errors import ConfigError
 

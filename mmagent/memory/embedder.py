@@ -15,9 +15,10 @@ import functools
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from mmagent.errors import ConfigError, require
 
@@ -40,7 +41,7 @@ class EmbedderPin:
     dimension: int
     weights_sha256: str
 
-    def same_model(self, other: "EmbedderPin") -> bool:
+    def same_model(self, other: EmbedderPin) -> bool:
         """Same vectors: the weights and dimension decide; the name may differ (a moved or renamed folder)."""
         return self.dimension == other.dimension and self.weights_sha256 == other.weights_sha256
 
@@ -57,7 +58,7 @@ def resolve_embedder(name: str) -> tuple[str, Path]:
         from huggingface_hub import snapshot_download
 
         return name, Path(snapshot_download(repo_id=name, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any hub failure means: not available offline
+    except Exception as exc:
         raise ConfigError(
             f"memory.embedder {name!r} is neither 'default', a local sentence-transformers folder, nor a "
             f"model already in the Hugging Face cache ({type(exc).__name__}). Use 'default' (the packaged "
@@ -112,7 +113,7 @@ class Embedder:
         self._function: SentenceTransformerEmbeddingFunction | None = None
 
     @property
-    def function(self) -> "SentenceTransformerEmbeddingFunction":
+    def function(self) -> SentenceTransformerEmbeddingFunction:
         """The Chroma embedding function (passed explicitly to every collection)."""
         if self._function is None:
             with _lock:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmagent.errors import MMAgentError, MemoryStoreError
+from mmagent.errors import MemoryStoreError, MMAgentError
 from mmagent.memory.chunking import ChunkOptions, chunk_segments, chunk_text
 from mmagent.memory.loaders import LOADERS, kind_of, supported_suffixes
 from mmagent.memory.store import Document, Memory
@@ -111,7 +111,7 @@ class Ingestor:
             summary.ingested += 1
         except MMAgentError as exc:
             summary.failed.append(FileNote(str(path), str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a broken file must not stop the batch; the reason is reported
+        except Exception as exc:
             log.debug("ingest of %s failed", path, exc_info=True)
             summary.failed.append(FileNote(str(path), f"{type(exc).__name__}: {exc}"))
 
@@ -178,7 +178,7 @@ class ImageDescriber:
     ``mmagent.model.ocr.read_text``.
     """
 
-    def __init__(self, config: "Config", prompt: str = CAPTION_PROMPT, max_new_tokens: int = 48) -> None:
+    def __init__(self, config: Config, prompt: str = CAPTION_PROMPT, max_new_tokens: int = 48) -> None:
         self.config = config
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
@@ -204,7 +204,7 @@ class ImageDescriber:
         return caption + (f"\n{VISIBLE_TEXT_HEADING} " + " / ".join(lines) if lines else "")
 
 
-def default_transcriber(config: "Config") -> Transcribe:
+def default_transcriber(config: Config) -> Transcribe:
     """Timed segments from ``mmagent.asr.Transcriber(config.asr).stream(path)`` (Whisper tiny.en by default)."""
     from mmagent.asr import Transcriber
 
@@ -217,7 +217,7 @@ def default_transcriber(config: "Config") -> Transcribe:
     return transcribe
 
 
-def default_models(config: "Config") -> tuple[DescribeImage | None, Transcribe | None, dict[str, str]]:
+def default_models(config: Config) -> tuple[DescribeImage | None, Transcribe | None, dict[str, str]]:
     """(describe_image, transcribe, reasons) — a kind whose model cannot be used gets None and a reason."""
     import importlib.util
 

@@ -76,7 +76,7 @@ class _TextExtractor(HTMLParser):
         self._skip = 0
         self._in_title = False
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+    def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "title":
             self._in_title = True
         elif tag in self.SKIP:

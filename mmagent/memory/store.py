@@ -14,8 +14,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mmagent.config import MemoryConfig
@@ -105,7 +106,7 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-def make_client(config: MemoryConfig) -> "ClientAPI":
+def make_client(config: MemoryConfig) -> ClientAPI:
     """A Chroma client for `config`: HTTP when `url` is set, else on-disk at `path` (created if needed)."""
     chromadb = require("chromadb", "memory")
     from chromadb.config import Settings
@@ -121,7 +122,7 @@ def make_client(config: MemoryConfig) -> "ClientAPI":
         try:
             client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings)
             client.heartbeat()
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        except Exception as exc:
             raise MemoryStoreError(
                 f"cannot reach the Chroma server at {config.url} ({type(exc).__name__}: {exc}); start it with "
                 "`chroma run --path DIR --port PORT`, or unset memory.url to use the on-disk store."
@@ -148,20 +149,20 @@ class Memory:
     Build with :func:`open_memory`. The embedder (and its model) loads on the first add or search.
     """
 
-    def __init__(self, client: "ClientAPI", name: str, embedder: Embedder) -> None:
+    def __init__(self, client: ClientAPI, name: str, embedder: Embedder) -> None:
         self.client = client
         self.name = check_collection_name(name)
         self.embedder = embedder
         self._collection: Collection | None = None
 
     # ---- the collection and its pin -------------------------------------------------------------
-    def _existing(self) -> "Collection | None":
+    def _existing(self) -> Collection | None:
         names = {c.name for c in self.client.list_collections()}
         if self.name not in names:
             return None
         return self.client.get_collection(self.name, embedding_function=self.embedder.function)
 
-    def _open(self, create: bool) -> "Collection":
+    def _open(self, create: bool) -> Collection:
         if self._collection is not None:
             return self._collection
         collection = self._existing()
@@ -180,7 +181,7 @@ class Memory:
         self._collection = collection
         return collection
 
-    def _check_pin(self, collection: "Collection", pin: EmbedderPin) -> None:
+    def _check_pin(self, collection: Collection, pin: EmbedderPin) -> None:
         stored = _pin_of(collection.metadata)
         if stored is None:
             if collection.count():
@@ -204,7 +205,7 @@ class Memory:
         collection = self._existing_light()
         return _pin_of(collection.metadata) if collection is not None else None
 
-    def _existing_light(self) -> "Collection | None":
+    def _existing_light(self) -> Collection | None:
         """The collection without loading the embedder (for counts, gets and deletes)."""
         if self._collection is not None:
             return self._collection
@@ -312,7 +313,7 @@ def _hit(doc_id: str, text: str | None, metadata: dict[str, Any] | None, distanc
     )
 
 
-def list_names(client: "ClientAPI") -> list[str]:
+def list_names(client: ClientAPI) -> list[str]:
     return sorted(c.name for c in client.list_collections())
 
 

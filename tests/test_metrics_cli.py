@@ -246,6 +246,9 @@ def test_errors_name_the_file_and_what_was_expected(tmp_path, capsys):
     assert "squad_v2" in _run_error(
         capsys, "--task", "bleu", "-p", str(preds), "-r", str(refs)
     )  # lists tasks
+    na = str(_write(tmp_path / "na.json", {"a1": 0.5}))
+    err = _run_error(capsys, "--task", "squad", "-p", str(preds), "-r", str(refs), "--na-prob-file", na)
+    assert "only applies to --task squad_v2" in err
 
 
 def test_help_documents_formats(capsys):

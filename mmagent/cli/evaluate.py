@@ -92,7 +92,11 @@ def score(
 
     The file formats of each task are listed below; ids are compared as strings.
     """
+    from mmagent.errors import MMAgentError
     from mmagent.evals.scoring import score_files
+
+    if na_prob_file is not None and task != "squad_v2":
+        raise MMAgentError(f"--na-prob-file only applies to --task squad_v2 (got --task {task})")
 
     options = ScoreOptions(
         na_prob_file=na_prob_file, na_prob_thresh=na_prob_thresh, ks=tuple(k) if k else ScoreOptions.ks

@@ -255,6 +255,40 @@ class HFVisionBackend:
             output = model.generate(**inputs, **_generate_kwargs(opts, self.tokenizer))
         return output[0, inputs["input_ids"].shape[1]:].tolist()
 
+    def generate_batch(
+        self, conversations: Sequence[Sequence[Message]], *, adapter: str | None = ACTIVE, **gen: Any
+    ) -> list[str]:
+        """Answers to several conversations in one left-padded `generate` call (evals, bulk jobs).
+
+        Greedy answers match one-at-a-time generation up to float rounding of padded positions."""
+        opts = self.options(gen)
+        texts, images = [], []
+        for messages in conversations:
+            text, imgs = self.render(messages)
+            texts.append(text)
+            images.extend(imgs)
+        tok = self.tokenizer
+        side, pad = tok.padding_side, tok.pad_token
+        tok.padding_side = "left"  # decoder-only: new tokens must follow each prompt directly
+        tok.pad_token = pad if pad is not None else tok.eos_token
+        try:
+            if images:
+                inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+            else:
+                inputs = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tok.padding_side, tok.pad_token = side, pad
+        inputs = inputs.to(self.model.device)
+        name = self.adapters.active if adapter == ACTIVE else adapter
+        with self._lock, self.adapters.selected(name) as model:
+            if opts.seed is not None:
+                import torch
+
+                torch.manual_seed(opts.seed)
+            output = model.generate(**inputs, **_generate_kwargs(opts, tok))
+        new = output[:, inputs["input_ids"].shape[1]:]
+        return [tok.decode(row, skip_special_tokens=True) for row in new]
+
     def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
         """The whole answer as one string (non-streaming convenience)."""
         return "".join(self.generate(messages, **kwargs))

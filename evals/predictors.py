@@ -1,0 +1,215 @@
+"""What answers a suite's examples: the model, ASR, a memory search, or a flow. One class per `call:`.
+
+Each predictor takes a batch of :class:`EvalExample` and returns one JSON-able prediction per example
+(a string; a ranked list of doc ids for retrieval; a dict of stage outputs for the pipeline). Heavy
+parts load on first use, so a fully cached rerun loads nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+
+from mmagent.errors import MMAgentError
+from mmagent.evals.dataset import EvalExample, load_corpus
+from mmagent.evals.suite import Suite
+
+if TYPE_CHECKING:
+    from mmagent.config import Config
+
+log = logging.getLogger(__name__)
+_SENTENCE = re.compile(r"(?<=[.!?])\s")
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def postprocess(text: str, how: str) -> str:
+    """The answer span a metric should see: whole text, its first line, or its first sentence."""
+    text = text.strip()
+    if how == "first_line":
+        return text.splitlines()[0].strip() if text else ""
+    if how == "first_sentence":
+        return _SENTENCE.split(text, maxsplit=1)[0].strip()
+    return text
+
+
+@contextlib.contextmanager
+def active_adapter(backend: Any, name: Optional[str]) -> Iterator[None]:
+    """Make `name` the backend's active adapter for a block (flows use the active one)."""
+    previous = backend.adapters.active
+    backend.adapters.activate(name)
+    try:
+        yield
+    finally:
+        backend.adapters.activate(previous)
+
+
+class Predictor:
+    """Base: `predict(batch)`; `describe()` says what answered, for the manifest."""
+
+    def __init__(self, suite: Suite, config: "Config", adapter: Optional[str], seed: int, backend: Any = None):
+        self.suite, self.config, self.adapter, self.seed = suite, config, adapter, seed
+        self._backend = backend
+        self.workdir: Path = Path(".")
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            from mmagent.model import load_backend
+
+            self._backend = load_backend(self.config)
+        return self._backend
+
+    def uses_model(self) -> bool:
+        return True
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        raise NotImplementedError
+
+
+class ModelPredictor(Predictor):
+    """Prompt the VLM (batched, left-padded) with the suite's prompt and decoding settings."""
+
+    def messages(self, ex: EvalExample) -> list[dict[str, Any]]:
+        values = _Blank(question=ex.question, context=ex.context or "", document=ex.document or "",
+                        text=ex.document or "")
+        user = self.suite.prompt.user.format_map(values)
+        content: Any = [{"type": "image", "image": ex.image}, {"type": "text", "text": user}] if ex.image else user
+        messages = [{"role": "system", "content": self.suite.prompt.system.format_map(values)}] if self.suite.prompt.system else []
+        return messages + [{"role": "user", "content": content}]
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        gen = dict(self.suite.decoding)
+        if gen.get("temperature", 0) > 0:
+            gen["seed"] = self.seed
+        conversations = [self.messages(ex) for ex in batch]
+        if hasattr(self.backend, "generate_batch"):
+            texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
+        else:  # any ModelBackend: one request at a time
+            texts = ["".join(self.backend.generate(c, adapter=self.adapter, **gen)) for c in conversations]
+        return [postprocess(t, self.suite.postprocess) for t in texts]
+
+
+class AsrPredictor(Predictor):
+    """Transcribe each example's audio with `mmagent.asr.Transcriber` (the `asr` config section)."""
+
+    def uses_model(self) -> bool:
+        return False
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        from mmagent.asr import Transcriber
+
+        if not hasattr(self, "_asr"):
+            self._asr = Transcriber(self.config.asr)
+        return [self._asr.transcribe(_need(ex.audio, ex, "audio"), progress=False).text.strip() for ex in batch]
+
+
+def _need(value: Optional[str], ex: EvalExample, what: str) -> str:
+    if not value:
+        raise MMAgentError(f"example {ex.id!r} has no {what}; the suite's call needs one in every example.")
+    return value
+
+
+def build_memory(config: "Config", corpus_file: Path, workdir: Path) -> tuple["Config", str]:
+    """Index the suite's corpus in a fresh on-disk Chroma under `workdir`; returns (config, collection)."""
+    from mmagent.memory.store import Document, open_memory
+
+    memory_config = dataclasses.replace(config.memory, path=str(workdir / "memory"), url=None)
+    config = dataclasses.replace(config, memory=memory_config)
+    memory = open_memory(memory_config, "eval")
+    corpus = load_corpus(corpus_file)
+    memory.add(Document(text, {"source": doc_id}, id=doc_id) for doc_id, text in corpus.documents.items())
+    return config, "eval"
+
+
+class MemoryPredictor(Predictor):
+    """Rank the corpus for each question with `mmagent.memory` (Chroma + the pinned embedder)."""
+
+    def uses_model(self) -> bool:
+        return False
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        from mmagent.memory.store import open_memory
+
+        if not hasattr(self, "_memory"):
+            config, name = build_memory(self.config, Path(self.suite.corpus), self.workdir)
+            self._memory = open_memory(config.memory, name)
+        k = max(self.suite.ks)
+        return [[hit.id for hit in self._memory.search(ex.question, k=k)] for ex in batch]
+
+
+class ClassifyPredictor(Predictor):
+    """The `classify` flow (label likelihoods under the VLM) on each example's text and/or image."""
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
+
+        flow = ClassifyFlow(self.config, self.backend)
+        with active_adapter(self.backend, self.adapter):
+            return [flow.predict(ClassifyRequest(list(self.suite.labels), ex.document or ex.question, ex.image)).label
+                    for ex in batch]
+
+
+class PipelinePredictor(Predictor):
+    """The `qa` flow on spoken questions: keeps each stage's output (transcript, sources, answer)."""
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        from mmagent.flows.base import DoneEvent, SourceEvent
+        from mmagent.flows.qa import QAFlow, QARequest
+
+        if not hasattr(self, "_flow"):
+            config, self._collection = build_memory(self.config, Path(self.suite.corpus), self.workdir)
+            self._flow = QAFlow(config, self.backend)
+        out = []
+        gen = self.suite.decoding.get("max_new_tokens")
+        with active_adapter(self.backend, self.adapter):
+            for ex in batch:
+                request = QARequest(question=ex.question, audio=[ex.audio] if ex.audio else [],
+                                    collection=self._collection, k=max(self.suite.ks), max_new_tokens=gen)
+                ranked, done = [], None
+                for event in self._flow.run(request):
+                    if isinstance(event, SourceEvent):
+                        ranked.append(event.source.uri)
+                    elif isinstance(event, DoneEvent):
+                        done = event
+                data = done.data if done else {}
+                answer = postprocess(done.answer if done else "", self.suite.postprocess)
+                out.append({"transcript": data.get("transcript", ""), "ranked": ranked,
+                            "answer": _CITE.sub("", answer).strip()})
+        return out
+
+
+_CITE = re.compile(r"\s*\[\d{1,2}\]")
+
+
+class SupportPredictor(Predictor):
+    """The `support` flow over a task's user turns; records tool calls, hand-off and the database state."""
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        try:
+            from mmagent.flows.base import flow_class
+
+            flow_class("support")
+        except ImportError as exc:
+            raise MMAgentError(
+                "customer-service suites need the `support` flow (mmagent.flows.support), which this install "
+                f"does not have yet ({exc})."
+            ) from exc
+        raise MMAgentError("customer-service scoring is not wired to the support flow yet")
+
+
+PREDICTORS: dict[str, type[Predictor]] = {
+    "model": ModelPredictor,
+    "asr": AsrPredictor,
+    "memory": MemoryPredictor,
+    "flow:classify": ClassifyPredictor,
+    "flow:qa": PipelinePredictor,
+    "flow:support": SupportPredictor,
+}

@@ -104,6 +104,11 @@ def test_long_text_is_chunked_with_overlap_and_moves_are_not_duplicates(tmp_path
     assert [h.metadata["chunk"] for h in chunks] == list(range(summary.chunks))
     assert all(a.text.split()[-1] in b.text for a, b in zip(chunks, chunks[1:]))
 
+    first.write_text(text.replace("subject number 137 ", "topic one hundred thirty-seven "))
+    edited = ingest([first], memory, chunking=ChunkOptions(size=60, overlap=15), progress=False)
+    assert (edited.ingested, edited.updated) == (1, 1) and memory.count() == edited.chunks  # old chunks replaced
+    assert not any("subject number 137 " in h.text for h in memory.search("subject number 137", k=5))
+
     moved = tmp_path / "elsewhere" / "renamed.txt"
     moved.parent.mkdir()
     shutil.copy(first, moved)

@@ -60,7 +60,8 @@ def ingest(
         _echo_json(summary.to_dict())
     else:
         typer.echo(
-            f"collection {summary.collection}: {summary.files} file(s), {summary.ingested} ingested, "
+            f"collection {summary.collection}: {summary.files} file(s), {summary.ingested} ingested "
+            f"({summary.updated} updated), "
             f"{summary.chunks} chunk(s) added, {len(summary.skipped)} skipped, {len(summary.failed)} failed "
             f"in {summary.seconds:.1f} s"
         )

@@ -6,7 +6,8 @@ is an ordinary search over captions). Audio becomes a timed transcript. Both nee
 as plain callables so the caller decides which (see :func:`default_describer`, :func:`default_transcriber`).
 
 Re-ingesting is free: each file's SHA-256 is stored with its chunks, a file whose content is already in
-the collection is skipped before any model runs, and chunk ids derive from the content.
+the collection is skipped before any model runs, and chunk ids derive from the content. A file whose
+content changed replaces its older chunks (matched by path).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class IngestSummary:
     collection: str
     files: int = 0
     ingested: int = 0
+    updated: int = 0  # ingested files whose older content (same path, other bytes) was replaced
     chunks: int = 0
     skipped: list[FileNote] = field(default_factory=list)
     failed: list[FileNote] = field(default_factory=list)
@@ -105,6 +107,8 @@ class Ingestor:
             if not docs:
                 summary.skipped.append(FileNote(str(path), "no text found in it"))
                 return
+            stale = self.memory.delete(where={"source": docs[0].metadata["source"]})  # the file changed
+            summary.updated += bool(stale)
             before = self.memory.count()
             self.memory.add(docs)
             summary.chunks += self.memory.count() - before

@@ -110,3 +110,115 @@ def score(
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
         _print_text(result, intervals)
+
+
+# ---- run and compare -------------------------------------------------------------------------------
+SuiteOpt = typer.Option(None, "--suite", "-s", help="Shipped suite name or suite YAML file (repeatable; 'all' = every shipped suite).")
+AdapterOpt = typer.Option(None, "--adapter", "-a", help="LoRA adapter to evaluate (a name under `adapters:` or from --adapter-path); default: the base model.")
+AdapterPathOpt = typer.Option(None, "--adapter-path", help="Load an adapter: NAME=DIR (repeatable).")
+LimitOpt = typer.Option(None, "--limit", "-n", help="Only the first N examples (smoke runs; cached answers are reused by the full run).")
+OutOpt = typer.Option(None, "--out", "-o", help="Output folder (default: eval-runs/SUITE/ADAPTER-or-base; with several suites, OUT/SUITE).")
+SeedOpt = typer.Option(0, "--seed", help="Seed for sampling and bootstrap resampling.")
+BatchOpt = typer.Option(None, "--batch-size", help="Examples per generate call (default: the suite's).")
+
+
+def _suite_names(suites: list[str]) -> list[str]:
+    from mmagent.evals.suite import shipped_suites
+
+    names: list[str] = []
+    for s in suites:
+        names.extend(shipped_suites() if s == "all" else [s])
+    return names
+
+
+def _run_suites(suites: list[str], adapter: str | None, adapter_path: list[str] | None, limit: int | None,
+                out: Path | None, seed: int, batch_size: int | None, resamples: int, report: bool,
+                as_json: bool, config: Path | None, model: str | None, sets: list[str] | None) -> None:
+    from mmagent.cli.chat import parse_adapter_paths
+    from mmagent.cli.options import build_config
+    from mmagent.evals.runner import RunOptions, run_suite
+    from mmagent.evals.suite import load_suite
+
+    cfg = build_config(config, sets, **({"model__id": model} if model else {}))  # None would undo --set model.id
+    cfg.adapters.update(parse_adapter_paths(adapter_path))
+    if adapter is not None and adapter not in cfg.adapters:
+        raise typer.BadParameter(
+            f"unknown adapter {adapter!r}; known: {', '.join(cfg.adapters) or 'none'}. Add --adapter-path {adapter}=DIR.",
+            param_hint="--adapter")
+    loaded = [load_suite(name) for name in _suite_names(suites)]  # validate all before running any
+    summary = []
+    for suite in loaded:
+        folder = (out / suite.name if len(loaded) > 1 else out) if out else Path("eval-runs") / suite.name / (adapter or "base")
+        options = RunOptions(out=folder, adapter=adapter, limit=limit, seed=seed, resamples=resamples,
+                             batch_size=batch_size, report=report)
+        result = run_suite(suite, cfg, options)
+        metrics = {name: r.metrics() for name, r in result.sections.items()}
+        summary.append({"suite": suite.name, "out": str(folder), "count": len(result.predictions),
+                        "generated": result.generated, "cached": result.cached, "metrics": metrics})
+        if not as_json:
+            typer.echo(f"{suite.name}: {len(result.predictions)} example(s) ({result.cached} cached) -> {folder}")
+            for name, r in result.sections.items():
+                cis = result.intervals[name]
+                for metric, value in r.metrics().items():
+                    ci = cis.get(metric)
+                    extra = f"  [95% CI {ci.low:.4f} .. {ci.high:.4f}]" if ci else ""
+                    typer.echo(f"  {name}:{metric:<18} {value:.4f}{extra}")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_main(
+    ctx: typer.Context,
+    suite: list[str] | None = SuiteOpt,
+    adapter: str | None = AdapterOpt,
+    adapter_path: list[str] | None = AdapterPathOpt,
+    limit: int | None = LimitOpt,
+    out: Path | None = OutOpt,
+    seed: int = SeedOpt,
+) -> None:
+    """`mmagent eval --suite NAME [--adapter NAME]` is short for `mmagent eval run ...`."""
+    if ctx.invoked_subcommand is not None:
+        if suite:
+            raise typer.BadParameter("put --suite after the sub-command (e.g. `mmagent eval run --suite ...`)", param_hint="--suite")
+        return
+    if not suite:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    _run_suites(suite, adapter, adapter_path, limit, out, seed, None, 1000, True, False, None, None, None)
+
+
+@eval_app.command("run")
+def run_command(
+    suite: list[str] = typer.Option(..., "--suite", "-s", help="Shipped suite name or suite YAML file (repeatable; 'all' = every shipped suite)."),
+    adapter: str | None = AdapterOpt,
+    adapter_path: list[str] | None = AdapterPathOpt,
+    limit: int | None = LimitOpt,
+    out: Path | None = OutOpt,
+    seed: int = SeedOpt,
+    batch_size: int | None = BatchOpt,
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% CIs."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with plots."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config file."),
+    model: str | None = typer.Option(None, "--model", help="Hub id or local model directory ('default' = embedded)."),
+    sets: list[str] | None = typer.Option(None, "--set", help="Any config field, e.g. --set asr.beam_size=1."),
+) -> None:
+    """Run eval suites on the model (or an adapter, or a flow) and write results.json, manifest.json and a
+    report; an interrupted run resumes from OUT/cache.jsonl."""
+    _run_suites(suite, adapter, adapter_path, limit, out, seed, batch_size, resamples, report, as_json, config, model, sets)
+
+
+@eval_app.command("compare")
+def compare_command(
+    run_a: Path = typer.Argument(..., help="Output folder of the first run (A, e.g. the base model)."),
+    run_b: Path = typer.Argument(..., help="Output folder of the second run (B, e.g. the adapter)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Paired-bootstrap resamples."),
+    seed: int = SeedOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Per-metric deltas B - A with paired-bootstrap 95% CIs and p-values, and the manifest fields that differ."""
+    from mmagent.evals.compare import compare_runs, format_comparison
+
+    comparison = compare_runs(run_a, run_b, n_resamples=resamples, seed=seed)
+    typer.echo(json.dumps(comparison.to_dict(), indent=2, default=str) if as_json else format_comparison(comparison))

@@ -60,7 +60,6 @@ class HFVisionBackend:
 
     # ---- loading -------------------------------------------------------------------------------
     def _load(self) -> None:
-        import torch
         from transformers import AutoConfig
 
         from mmagent.model.default_vlm import vision  # noqa: F401  registers the embedded tower
@@ -93,8 +92,7 @@ class HFVisionBackend:
             model.to(self.device)
         elif plan.active == "4bit" and self.device == "cpu":
             pin_4bit_weights(model)
-        self.model = model.eval()
-        torch.set_grad_enabled(False)
+        self.model = model.eval()  # generate() runs under no_grad itself; training may share the process
         self.precision = plan.precision(str(self.dtype).removeprefix("torch."))
         self.chat_template_hash = template_hash(self.processor, self.vision)
         self.adapters = AdapterManager(self.model, self.chat_template_hash)
@@ -213,10 +211,7 @@ class HFVisionBackend:
 
             def work() -> None:
                 try:
-                    if opts.seed is not None:
-                        import torch
-
-                        torch.manual_seed(opts.seed)
+                    _seed(opts)
                     model.generate(**inputs, **kwargs, streamer=streamer,
                                    stopping_criteria=StoppingCriteriaList([_Cancelled()]))
                 except BaseException as exc:  # surfaced in the caller's thread below
@@ -248,10 +243,7 @@ class HFVisionBackend:
         inputs = self.prepare(attach_images(messages, images))
         name = self.adapters.active if adapter == ACTIVE else adapter
         with self._lock, self.adapters.selected(name) as model:
-            if opts.seed is not None:
-                import torch
-
-                torch.manual_seed(opts.seed)
+            _seed(opts)
             output = model.generate(**inputs, **_generate_kwargs(opts, self.tokenizer))
         return output[0, inputs["input_ids"].shape[1]:].tolist()
 
@@ -281,10 +273,7 @@ class HFVisionBackend:
         inputs = inputs.to(self.model.device)
         name = self.adapters.active if adapter == ACTIVE else adapter
         with self._lock, self.adapters.selected(name) as model:
-            if opts.seed is not None:
-                import torch
-
-                torch.manual_seed(opts.seed)
+            _seed(opts)
             output = model.generate(**inputs, **_generate_kwargs(opts, tok))
         new = output[:, inputs["input_ids"].shape[1]:]
         return [tok.decode(row, skip_special_tokens=True) for row in new]
@@ -292,6 +281,13 @@ class HFVisionBackend:
     def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
         """The whole answer as one string (non-streaming convenience)."""
         return "".join(self.generate(messages, **kwargs))
+
+
+def _seed(opts: GenerationOptions) -> None:
+    if opts.seed is not None:
+        import torch
+
+        torch.manual_seed(opts.seed)
 
 
 def _ocr_parts(image: Any) -> list[dict]:

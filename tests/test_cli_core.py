@@ -67,3 +67,9 @@ def test_doctor_offline_fails_when_something_needs_the_network(tmp_path):
                  cwd=tmp_path)
     assert result.returncode == 1
     assert "needs network" in result.stdout and "not ready to run offline" in result.stdout
+
+
+def test_bad_parameter_raised_inside_a_command_is_a_usage_error(tmp_path):
+    result = run(["chat", "--adapter-path", "no-equals-sign", "hi"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "expected NAME=DIR; got 'no-equals-sign'" in result.stderr and "Traceback" not in result.stderr

@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:  # raised by commands that finish early on purpose
         return exc.exit_code
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (bad flags, typer.BadParameter raised inside a command). typer 0.29 vendors its own
+        # click, so match click's exception protocol rather than click's classes.
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             return 1
         raise
     return result if isinstance(result, int) else 0  # click returns typer.Exit's code here

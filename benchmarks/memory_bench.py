@@ -20,8 +20,95 @@ import tempfile
 import time
 from pathlib import Path
 
-VOCAB = ["invoice", "revenue", "customer", "shipment", "delay", "refund", "policy", "contract", "meeting", "agenda", "budget", "forecast", "engine", "rocket", "orbit", "volcano", "river", "mountain", "forest", "garden", "kitchen", "recipe", "coffee", "bread", "oven", "cat", "dog", "photo", "camera", "lens", "battery", "charger", "screen", "keyboard", "network", "server", "database", "backup", "storage", "cloud", "report", "page", "chapter", "summary", "question", "answer", "lecture", "student", "teacher", "school", "hospital", "doctor", "patient", "medicine", "weather", "rain", "snow", "wind", "summer", "winter", "train", "station", "ticket", "airport", "flight", "hotel"]
-GLUE = ["the", "a", "of", "to", "and", "in", "on", "for", "with", "about", "from", "after", "before", "during", "while", "is", "was", "will", "can"]
+VOCAB = [
+    "invoice",
+    "revenue",
+    "customer",
+    "shipment",
+    "delay",
+    "refund",
+    "policy",
+    "contract",
+    "meeting",
+    "agenda",
+    "budget",
+    "forecast",
+    "engine",
+    "rocket",
+    "orbit",
+    "volcano",
+    "river",
+    "mountain",
+    "forest",
+    "garden",
+    "kitchen",
+    "recipe",
+    "coffee",
+    "bread",
+    "oven",
+    "cat",
+    "dog",
+    "photo",
+    "camera",
+    "lens",
+    "battery",
+    "charger",
+    "screen",
+    "keyboard",
+    "network",
+    "server",
+    "database",
+    "backup",
+    "storage",
+    "cloud",
+    "report",
+    "page",
+    "chapter",
+    "summary",
+    "question",
+    "answer",
+    "lecture",
+    "student",
+    "teacher",
+    "school",
+    "hospital",
+    "doctor",
+    "patient",
+    "medicine",
+    "weather",
+    "rain",
+    "snow",
+    "wind",
+    "summer",
+    "winter",
+    "train",
+    "station",
+    "ticket",
+    "airport",
+    "flight",
+    "hotel",
+]
+GLUE = [
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "on",
+    "for",
+    "with",
+    "about",
+    "from",
+    "after",
+    "before",
+    "during",
+    "while",
+    "is",
+    "was",
+    "will",
+    "can",
+]
 
 
 def sentence(rng: random.Random, words: int) -> str:
@@ -60,14 +147,17 @@ def main() -> int:
     load_s = time.perf_counter() - started
     memory = open_memory(MemoryConfig(path=str(store)), "bench")
     docs = [
-        Document(sentence(rng, args.words), {"source": f"doc{i // 20}.txt", "kind": "text", "chunk": i % 20, "n": i})
+        Document(
+            sentence(rng, args.words),
+            {"source": f"doc{i // 20}.txt", "kind": "text", "chunk": i % 20, "n": i},
+        )
         for i in range(args.chunks)
     ]
     tokens = [len(embedder.tokenizer(d.text, add_special_tokens=False)["input_ids"]) for d in docs[:200]]
 
     started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(0, len(docs), args.batch):
-        memory.add(docs[i:i + args.batch])
+        memory.add(docs[i : i + args.batch])
         print(f"\radded {min(i + args.batch, len(docs))}/{len(docs)}", end="", file=sys.stderr, flush=True)
     ingest_s = time.perf_counter() - started
     ingest_cpu_s = time.process_time() - cpu_started  # all threads of this process; robust to other load

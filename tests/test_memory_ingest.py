@@ -36,16 +36,21 @@ def corpus(tmp_path, jfk_flac, cat_photo) -> Path:
     root = tmp_path / "corpus"
     (root / "sub").mkdir(parents=True)
     (root / "notes.txt").write_text("The spare key to the garden shed is under the blue flower pot.\n")
-    (root / "sub" / "guide.md").write_text("# Espresso\n\nGrind 18 grams of coffee finely and pull a 36 gram shot.\n")
+    (root / "sub" / "guide.md").write_text(
+        "# Espresso\n\nGrind 18 grams of coffee finely and pull a 36 gram shot.\n"
+    )
     (root / "page.html").write_text(
         "<html><head><title>Volcanoes</title><style>body{color:red}</style>"
         "<script>var secretToken = 'do-not-store';</script></head><body><h1>Mount Etna</h1>"
         "<p>Etna is an active volcano on the east coast of Sicily.</p></body></html>"
     )
-    write_pdf(root / "report.pdf", [
-        "Annual report 2025\nThe board met four times this year.",
-        "Finances\nRevenue grew by 12 percent while costs stayed flat.",
-    ])
+    write_pdf(
+        root / "report.pdf",
+        [
+            "Annual report 2025\nThe board met four times this year.",
+            "Finances\nRevenue grew by 12 percent while costs stayed flat.",
+        ],
+    )
     (root / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (root / "data.xyz").write_text("unsupported")
     (root / ".hidden.txt").write_text("hidden files are left out")
@@ -75,7 +80,12 @@ def test_ingest_every_kind_and_search_it(corpus, tmp_path, transcribe):
     assert Path(volcano.source).name == "page.html" and "secretToken" not in volcano.text
     assert "body{color" not in volcano.text and volcano.text.startswith("Volcanoes")
     money = top("did revenue go up?")
-    assert (Path(money.source).name, money.kind, money.page, money.location) == ("report.pdf", "pdf", 2, "p. 2")
+    assert (Path(money.source).name, money.kind, money.page, money.location) == (
+        "report.pdf",
+        "pdf",
+        2,
+        "p. 2",
+    )
     speech = top("ask what you can do for your country")
     assert speech.kind == "audio" and Path(speech.source).name == "speech.flac"
     assert speech.start is not None and 0 <= speech.start < speech.end <= 11.5
@@ -100,13 +110,18 @@ def test_long_text_is_chunked_with_overlap_and_moves_are_not_duplicates(tmp_path
     hits = memory.search("subject number 137", k=3)
     assert summary.chunks == memory.count() > 20
     assert any("subject number 137 " in h.text for h in hits)
-    chunks = sorted(memory.find({"source": str(first.resolve())}, limit=1000), key=lambda h: h.metadata["chunk"])
+    chunks = sorted(
+        memory.find({"source": str(first.resolve())}, limit=1000), key=lambda h: h.metadata["chunk"]
+    )
     assert [h.metadata["chunk"] for h in chunks] == list(range(summary.chunks))
     assert all(a.text.split()[-1] in b.text for a, b in zip(chunks, chunks[1:]))
 
     first.write_text(text.replace("subject number 137 ", "topic one hundred thirty-seven "))
     edited = ingest([first], memory, chunking=ChunkOptions(size=60, overlap=15), progress=False)
-    assert (edited.ingested, edited.updated) == (1, 1) and memory.count() == edited.chunks  # old chunks replaced
+    assert (edited.ingested, edited.updated) == (
+        1,
+        1,
+    ) and memory.count() == edited.chunks  # old chunks replaced
     assert not any("subject number 137 " in h.text for h in memory.search("subject number 137", k=5))
 
     moved = tmp_path / "elsewhere" / "renamed.txt"
@@ -131,7 +146,9 @@ def test_images_and_audio_without_a_model_are_skipped_with_a_reason(corpus, tmp_
 
 def test_chunks_longer_than_the_embedder_reads_are_refused(corpus, tmp_path):
     memory = open_memory(MemoryConfig(path=str(tmp_path / "store")), "big")
-    summary = ingest([corpus / "notes.txt"], memory, chunking=ChunkOptions(size=400, overlap=10), progress=False)
+    summary = ingest(
+        [corpus / "notes.txt"], memory, chunking=ChunkOptions(size=400, overlap=10), progress=False
+    )
     assert "exceeds what the embedder reads (254" in summary.failed[0].reason
     with pytest.raises(ConfigError):
         ChunkOptions(size=10, overlap=9)
@@ -150,13 +167,20 @@ def test_cli_ingest_search_show_delete_reset(corpus, tmp_path, capsys, monkeypat
     code, out, _ = run_cli(capsys, "ingest", *files, "--collection", "cli", "--json")
     summary = json.loads(out)
     assert code == 1  # one path failed; the others were still ingested
-    assert (summary["collection"], summary["files"], summary["ingested"], summary["chunks"]) == ("cli", 3, 2, 3)
+    assert (summary["collection"], summary["files"], summary["ingested"], summary["chunks"]) == (
+        "cli",
+        3,
+        2,
+        3,
+    )
     assert summary["failed"] == [{"path": files[2], "reason": "does not exist or is not a file or folder"}]
 
     code, out, _ = run_cli(capsys, "ingest", files[0], "-c", "cli")
     assert code == 0 and "0 ingested" in out and "already stored" in out
 
-    code, out, _ = run_cli(capsys, "memory", "search", "revenue growth", "--collection", "cli", "--k", "2", "--json")
+    code, out, _ = run_cli(
+        capsys, "memory", "search", "revenue growth", "--collection", "cli", "--k", "2", "--json"
+    )
     hits = json.loads(out)
     assert code == 0 and len(hits) == 2 and hits[0]["page"] == 2 and hits[0]["score"] > hits[1]["score"]
     code, out, _ = run_cli(capsys, "memory", "search", "revenue growth", "-c", "cli", "--k", "1")
@@ -168,7 +192,10 @@ def test_cli_ingest_search_show_delete_reset(corpus, tmp_path, capsys, monkeypat
     [info] = json.loads(out)
     assert (info["name"], info["count"], info["embedder"]["dimension"]) == ("cli", 3, 384)
     code, out, _ = run_cli(capsys, "memory", "show", "cli", "--json")
-    assert json.loads(out)["sources"] == {str((corpus / "notes.txt").resolve()): 1, str((corpus / "report.pdf").resolve()): 2}
+    assert json.loads(out)["sources"] == {
+        str((corpus / "notes.txt").resolve()): 1,
+        str((corpus / "report.pdf").resolve()): 2,
+    }
 
     code, out, _ = run_cli(capsys, "memory", "delete", "cli", "--source", str(corpus / "report.pdf"))
     assert code == 0 and "deleted 2 chunk(s)" in out
@@ -189,18 +216,29 @@ def test_memory_search_tool(corpus, tmp_path):
     from mmagent.tools.base import ToolError
     from mmagent.tools.registry import load_tools
 
-    config = load_config(overrides={"memory.path": str(tmp_path / "store"), "memory.collection": "toolc"}, env={})
-    ingest([corpus / "notes.txt", corpus / "report.pdf", corpus / "cat.jpg"], open_memory(config.memory),
-           describe_image=caption, progress=False)
+    config = load_config(
+        overrides={"memory.path": str(tmp_path / "store"), "memory.collection": "toolc"}, env={}
+    )
+    ingest(
+        [corpus / "notes.txt", corpus / "report.pdf", corpus / "cat.jpg"],
+        open_memory(config.memory),
+        describe_image=caption,
+        progress=False,
+    )
     tool = load_tools(config, ["memory_search"])["memory_search"]
 
     result = tool(query="where is the shed key?", k=2)
     assert len(result.sources) == 2 and Path(result.sources[0].uri).name == "notes.txt"
-    assert result.sources[0].excerpt.startswith("The spare key") and result.sources[0].score > result.sources[1].score
+    assert (
+        result.sources[0].excerpt.startswith("The spare key")
+        and result.sources[0].score > result.sources[1].score
+    )
     assert "quoted data from the user's files" in result.text and "notes.txt" in result.text.splitlines()[1]
 
     photos = tool(query="a cat", kind="image", collection="toolc")
-    assert [Path(s.uri).name for s in photos.sources] == ["cat.jpg"] and photos.sources[0].metadata["kind"] == "image"
+    assert [Path(s.uri).name for s in photos.sources] == ["cat.jpg"] and photos.sources[0].metadata[
+        "kind"
+    ] == "image"
     page = tool(query="revenue", k=1).sources[0]
     assert (page.page, page.metadata["kind"]) == (2, "pdf")
     with pytest.raises(ToolError, match="`k`: 0 is less than the minimum of 1"):
@@ -210,7 +248,9 @@ def test_memory_search_tool(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_ingests_a_photo_with_the_default_vlm(tmp_path, cat_photo, capsys, monkeypatch, default_model_dir):
+def test_cli_ingests_a_photo_with_the_default_vlm(
+    tmp_path, cat_photo, capsys, monkeypatch, default_model_dir
+):
     monkeypatch.setenv("MMAGENT_MEMORY_PATH", str(tmp_path / "store"))
     code, out, _ = run_cli(capsys, "ingest", str(cat_photo), "--json")
     assert code == 0 and json.loads(out)["chunks"] == 1

@@ -17,10 +17,22 @@ from mmagent.memory.embedder import get_embedder
 
 DOCS = [
     Document("The cat curled up on the warm windowsill and purred.", {"source": "pets.txt", "kind": "text"}),
-    Document("Quarterly revenue rose 12 percent on strong cloud sales.", {"source": "report.pdf", "kind": "pdf", "page": 3}),
-    Document("Preheat the oven to 200 degrees and bake the bread for 30 minutes.", {"source": "recipe.md", "kind": "text"}),
-    Document("The rocket lifted off from the launch pad at dawn.", {"source": "launch.flac", "kind": "audio", "start": 12.5, "end": 19.0}),
-    Document("Operating costs fell because the company closed two offices.", {"source": "report.pdf", "kind": "pdf", "page": 4}),
+    Document(
+        "Quarterly revenue rose 12 percent on strong cloud sales.",
+        {"source": "report.pdf", "kind": "pdf", "page": 3},
+    ),
+    Document(
+        "Preheat the oven to 200 degrees and bake the bread for 30 minutes.",
+        {"source": "recipe.md", "kind": "text"},
+    ),
+    Document(
+        "The rocket lifted off from the launch pad at dawn.",
+        {"source": "launch.flac", "kind": "audio", "start": 12.5, "end": 19.0},
+    ),
+    Document(
+        "Operating costs fell because the company closed two offices.",
+        {"source": "report.pdf", "kind": "pdf", "page": 4},
+    ),
 ]
 
 
@@ -88,6 +100,22 @@ def test_collection_names_and_k_are_checked(tmp_path):
     memory.add(DOCS[:1])
     with pytest.raises(MemoryStoreError, match="k must be at least 1"):
         memory.search("x", k=0)
+
+
+def test_a_collection_made_outside_mmagent_is_pinned_or_refused(tmp_path):
+    from mmagent.memory.store import make_client
+
+    config = MemoryConfig(path=str(tmp_path))
+    client = make_client(config)
+    client.create_collection("outside", embedding_function=None)
+    filled = client.create_collection("filled", embedding_function=None)
+    filled.add(ids=["x"], embeddings=[[0.1] * 384], documents=["made elsewhere"])
+
+    memory = open_memory(config, "outside")
+    memory.add(DOCS[:2])
+    assert memory.pin == get_embedder("default").pin and len(memory.search("cat", k=1)) == 1
+    with pytest.raises(EmbedderMismatchError, match="holds 1 vectors but records no embedder"):
+        open_memory(config, "filled").search("cat")
 
 
 def test_unreachable_server_is_reported(tmp_path):
@@ -159,7 +187,11 @@ def test_chunks_fit_overlap_and_never_split_words(tokenizer):
     for left, right in zip(chunks, chunks[1:]):
         assert _words(left)[-1] in _words(right)  # neighbours share their border words
     covered = [w for c in chunks for w in _words(c)]
-    assert set(covered) == set(words) and _words(chunks[0])[0] == words[0] and _words(chunks[-1])[-1] == words[-1]
+    assert (
+        set(covered) == set(words)
+        and _words(chunks[0])[0] == words[0]
+        and _words(chunks[-1])[-1] == words[-1]
+    )
     assert chunk_text("  \n ", tokenizer, options) == []
     assert chunk_text("Short Text, kept AS IS.", tokenizer, options) == ["Short Text, kept AS IS."]
 

@@ -73,5 +73,7 @@ class MemorySearchTool(Tool):
         lines = [f"{len(hits)} passage(s) from collection '{name}' (quoted data from the user's files):"]
         for i, h in enumerate(hits, start=1):
             where = f", {h.location}" if h.location else ""
-            lines.append(f"[{i}] {h.source}{where} ({h.kind}, score {h.score:.2f}): \"{' '.join(h.text.split())}\"")
+            lines.append(
+                f'[{i}] {h.source}{where} ({h.kind}, score {h.score:.2f}): "{" ".join(h.text.split())}"'
+            )
         return ToolResult(text="\n".join(lines), data=hits, sources=sources)

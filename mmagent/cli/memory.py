@@ -75,7 +75,9 @@ def ingest(
 
 
 @memory_app.command("list")
-def list_(as_json: bool = JsonOpt, config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
+def list_(
+    as_json: bool = JsonOpt, config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt
+) -> None:
     """Collections with their size and the embedder they are pinned to."""
     from mmagent.memory import list_collections
 
@@ -87,7 +89,9 @@ def list_(as_json: bool = JsonOpt, config: Optional[Path] = ConfigOpt, set_: Opt
     if not infos:
         typer.echo(f"no collections in {cfg.memory.url or cfg.memory.path}")
     for info in infos:
-        embedder = f"{info.embedder.name} ({info.embedder.dimension}d)" if info.embedder else "no embedder recorded"
+        embedder = (
+            f"{info.embedder.name} ({info.embedder.dimension}d)" if info.embedder else "no embedder recorded"
+        )
         typer.echo(f"{info.name}\t{info.count} chunk(s)\t{embedder}")
 
 
@@ -96,7 +100,9 @@ def _info_dict(info: Any) -> dict[str, Any]:
     return {
         "name": info.name,
         "count": info.count,
-        "embedder": None if pin is None else {"name": pin.name, "dimension": pin.dimension, "weights_sha256": pin.weights_sha256},
+        "embedder": None
+        if pin is None
+        else {"name": pin.name, "dimension": pin.dimension, "weights_sha256": pin.weights_sha256},
     }
 
 
@@ -113,7 +119,9 @@ def show(
     cfg = build_config(config, set_)
     infos = {i.name: i for i in list_collections(cfg.memory)}
     if name not in infos:
-        raise MemoryStoreError(f"collection {name!r} does not exist (collections: {', '.join(infos) or 'none'}).")
+        raise MemoryStoreError(
+            f"collection {name!r} does not exist (collections: {', '.join(infos) or 'none'})."
+        )
     sources = open_memory(cfg.memory, name).sources()  # reads metadata only: no model loads
     if as_json:
         _echo_json({**_info_dict(infos[name]), "sources": sources})
@@ -122,7 +130,9 @@ def show(
     typer.echo(f"collection {name}: {info['count']} chunk(s)")
     if info["embedder"]:
         e = info["embedder"]
-        typer.echo(f"embedder: {e['name']}, {e['dimension']} dimensions, weights sha256 {e['weights_sha256']}")
+        typer.echo(
+            f"embedder: {e['name']}, {e['dimension']} dimensions, weights sha256 {e['weights_sha256']}"
+        )
     for source, count in sources.items():
         typer.echo(f"  {count:6d}  {source}")
 
@@ -132,8 +142,12 @@ def search(
     query: str = typer.Argument(..., help="What to look for, in words (also finds images by description)."),
     collection: Optional[str] = CollectionOpt,
     k: int = typer.Option(5, "--k", "-k", help="Number of hits.", min=1),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind: text | html | pdf | image | audio."),
-    where: Optional[str] = typer.Option(None, "--where", help='Chroma metadata filter as JSON, e.g. \'{"page": 2}\'.'),
+    kind: Optional[str] = typer.Option(
+        None, "--kind", help="Only this kind: text | html | pdf | image | audio."
+    ),
+    where: Optional[str] = typer.Option(
+        None, "--where", help="Chroma metadata filter as JSON, e.g. '{\"page\": 2}'."
+    ),
     as_json: bool = JsonOpt,
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -166,7 +180,9 @@ def search(
 @memory_app.command()
 def delete(
     name: str = typer.Argument(..., help="Collection name."),
-    source: Optional[list[Path]] = typer.Option(None, "--source", help="Only chunks of this file (repeatable)."),
+    source: Optional[list[Path]] = typer.Option(
+        None, "--source", help="Only chunks of this file (repeatable)."
+    ),
     ids: Optional[list[str]] = typer.Option(None, "--id", help="Only the chunk with this id (repeatable)."),
     yes: bool = YesOpt,
     config: Optional[Path] = ConfigOpt,

@@ -27,14 +27,16 @@ class ChunkOptions:
             raise ConfigError(f"chunk size must be at least 8 tokens; got {self.size}.")
         if not 0 <= self.overlap < self.size // 2 + 1:
             raise ConfigError(
-                f"chunk overlap must be between 0 and half the chunk size ({self.size // 2}); got {self.overlap}."
+                f"chunk overlap must be between 0 and half the chunk size ({self.size // 2}); "
+                f"got {self.overlap}."
             )
 
     def check_fits(self, max_tokens: int) -> None:
         """Refuse chunks the embedder would truncate (2 tokens go to [CLS]/[SEP])."""
         if self.size > max_tokens - 2:
             raise ConfigError(
-                f"chunk size {self.size} tokens exceeds what the embedder reads ({max_tokens - 2} after special "
+                f"chunk size {self.size} tokens exceeds what the embedder reads "
+                f"({max_tokens - 2} after special "
                 "tokens); lower the chunk size."
             )
 
@@ -80,7 +82,7 @@ def chunk_text(text: str, tokenizer: Any, options: ChunkOptions = ChunkOptions()
                 border -= 1
             if not _joined(offsets, border):
                 end = border
-        chunks.append(text[offsets[start][0]:offsets[end - 1][1]].strip())
+        chunks.append(text[offsets[start][0] : offsets[end - 1][1]].strip())
         if end >= n:
             return [c for c in chunks if c]
         nxt = max(end - options.overlap, start + 1)

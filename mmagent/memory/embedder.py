@@ -69,7 +69,8 @@ def resolve_embedder(name: str) -> tuple[str, Path]:
 def weight_files(folder: Path) -> list[Path]:
     """The files that hold the model's weights (safetensors preferred, as sentence-transformers loads them)."""
     files = [
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not (_SKIP_DIRS & set(p.relative_to(folder).parts))
     ]
     safetensors = [p for p in files if p.suffix == ".safetensors"]
@@ -143,7 +144,9 @@ class Embedder:
     @functools.cached_property
     def pin(self) -> EmbedderPin:
         model = self.model
-        get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        get_dimension = (
+            getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        )
         dimension = get_dimension()
         return EmbedderPin(self.name, int(dimension), weights_sha256(self.path))
 

@@ -1,4 +1,6 @@
-"""Ingesting files into a collection: read or describe, chunk, embed, store — one file's failure never stops the batch.
+"""Ingesting files into a collection: read or describe, chunk, embed, store.
+
+One file's failure never stops the batch; the summary says what happened to each file.
 
 Text, Markdown, HTML and PDF are read directly. Images become a caption plus the text visible in them
 (the document keeps the image's path, so a search result can show the picture: text-to-image retrieval
@@ -64,7 +66,10 @@ class IngestSummary:
 
 @dataclass
 class Ingestor:
-    """Turns files into stored chunks of one collection. `describe_image`/`transcribe` None = skip that kind."""
+    """Turns files into stored chunks of one collection.
+
+    `describe_image` or `transcribe` None: files of that kind are skipped with `missing_reasons[kind]`.
+    """
 
     memory: Memory
     describe_image: DescribeImage | None = None
@@ -73,14 +78,16 @@ class Ingestor:
     missing_reasons: dict[str, str] = field(default_factory=dict)  # kind -> why it cannot be ingested here
 
     def run(self, paths: Iterable[str | Path], progress: bool | None = None) -> IngestSummary:
-        """Ingest every file under `paths` (folders recursively); returns the summary, never raises per file."""
+        """Ingest every file under `paths` (folders recursively); per-file problems go in the summary."""
         from tqdm.auto import tqdm
 
         started = time.perf_counter()
         summary = IngestSummary(self.memory.name)
         files = list(iter_files(paths, summary))
         show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(files, unit="file", desc=f"ingest → {self.memory.name}", disable=not show, file=sys.stderr) as bar:
+        with tqdm(
+            files, unit="file", desc=f"ingest → {self.memory.name}", disable=not show, file=sys.stderr
+        ) as bar:
             for path in bar:
                 bar.set_postfix_str(path.name[:30])
                 self._one(path, summary)
@@ -91,8 +98,13 @@ class Ingestor:
         summary.files += 1
         kind = kind_of(path)
         if kind is None:
-            summary.skipped.append(FileNote(str(path), f"unsupported type '{path.suffix or '(none)'}'; "
-                                                       f"supported: {' '.join(supported_suffixes())}"))
+            summary.skipped.append(
+                FileNote(
+                    str(path),
+                    f"unsupported type '{path.suffix or '(none)'}'; "
+                    f"supported: {' '.join(supported_suffixes())}",
+                )
+            )
             return
         if self._cannot(kind):
             summary.skipped.append(FileNote(str(path), self._cannot(kind)))
@@ -101,7 +113,9 @@ class Ingestor:
             sha = file_sha256(path)
             already = self.memory.find({"sha256": sha})
             if already:
-                summary.skipped.append(FileNote(str(path), f"already stored (same content as {already[0].source})"))
+                summary.skipped.append(
+                    FileNote(str(path), f"already stored (same content as {already[0].source})")
+                )
                 return
             docs = self.documents(path, kind, sha)
             if not docs:
@@ -121,7 +135,9 @@ class Ingestor:
 
     def _cannot(self, kind: str) -> str:
         if kind == "image" and self.describe_image is None:
-            return self.missing_reasons.get("image", "skipped: needs an image describer (a vision-language model)")
+            return self.missing_reasons.get(
+                "image", "skipped: needs an image describer (a vision-language model)"
+            )
         if kind == "audio" and self.transcribe is None:
             return self.missing_reasons.get("audio", "skipped: needs a transcriber (speech recognition)")
         return ""
@@ -151,7 +167,7 @@ class Ingestor:
 
 
 def iter_files(paths: Iterable[str | Path], summary: IngestSummary) -> Iterator[Path]:
-    """Files named, and files under folders named (sorted, hidden ones left out); missing paths are failures."""
+    """Files named, and files under folders named (sorted, hidden left out); missing paths are failures."""
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_file():
@@ -209,7 +225,7 @@ class ImageDescriber:
 
 
 def default_transcriber(config: Config) -> Transcribe:
-    """Timed segments from ``mmagent.asr.Transcriber(config.asr).stream(path)`` (Whisper tiny.en by default)."""
+    """Timed segments from ``mmagent.asr.Transcriber(config.asr).stream(path)`` (default: tiny.en)."""
     from mmagent.asr import Transcriber
 
     transcriber = Transcriber(config.asr)

@@ -65,8 +65,32 @@ class _TextExtractor(HTMLParser):
 
     SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
     BLOCK = frozenset(
-        {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
-         "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr", "dd", "dt"}
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "pre",
+            "blockquote",
+            "title",
+            "hr",
+            "dd",
+            "dt",
+        }
     )
 
     def __init__(self) -> None:
@@ -120,14 +144,17 @@ def load_pdf(path: Path) -> list[Section]:
     try:
         reader = pypdf.PdfReader(str(path))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise MemoryStoreError(f"PDF '{path}' is password-protected; decrypt it first (e.g. `qpdf --decrypt`).")
+            raise MemoryStoreError(
+                f"PDF '{path}' is password-protected; decrypt it first (e.g. `qpdf --decrypt`)."
+            )
         sections = [Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)]
     except pypdf.errors.PdfReadError as exc:
         raise MemoryStoreError(f"PDF '{path}' could not be read: {exc}") from exc
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise MemoryStoreError(
-            f"PDF '{path}' has no text layer (a scan?); run OCR on it first (e.g. `ocrmypdf`) or ingest page images."
+            f"PDF '{path}' has no text layer (a scan?); run OCR on it first (e.g. `ocrmypdf`) "
+            "or ingest its pages as images."
         )
     return sections
 

@@ -78,9 +78,9 @@ class Hit:
         return ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "score", "source", "kind", "page", "start", "end", "text")} | {
-            "metadata": self.metadata
-        }
+        return {
+            k: getattr(self, k) for k in ("id", "score", "source", "kind", "page", "start", "end", "text")
+        } | {"metadata": self.metadata}
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,12 @@ def make_client(config: MemoryConfig) -> ClientAPI:
     if config.url:
         url = urlparse(config.url if "://" in config.url else f"http://{config.url}")
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise MemoryStoreError(
-                f"memory.url must look like http://HOST:PORT; got {config.url!r}."
-            )
+            raise MemoryStoreError(f"memory.url must look like http://HOST:PORT; got {config.url!r}.")
         port = url.port or (443 if url.scheme == "https" else 8000)
         try:
-            client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings)
+            client = chromadb.HttpClient(
+                host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings
+            )
             client.heartbeat()
         except Exception as exc:
             raise MemoryStoreError(
@@ -141,6 +141,10 @@ def _pin_of(metadata: dict[str, Any] | None) -> EmbedderPin | None:
         return None
     name, dim, sha = (metadata[k] for k in PIN_KEYS)
     return EmbedderPin(str(name), int(dim), str(sha))
+
+
+def _pin_metadata(pin: EmbedderPin) -> dict[str, Scalar]:
+    return dict(zip(PIN_KEYS, (pin.name, pin.dimension, pin.weights_sha256)))
 
 
 class Memory:
@@ -169,11 +173,12 @@ class Memory:
         pin = self.embedder.pin
         if collection is None:
             if not create:
+                existing = ", ".join(list_names(self.client)) or "none"
                 raise MemoryStoreError(
-                    f"collection {self.name!r} does not exist (collections: {', '.join(list_names(self.client)) or 'none'}); "
+                    f"collection {self.name!r} does not exist (collections: {existing}); "
                     "add documents first with `mmagent ingest PATH --collection NAME`."
                 )
-            metadata = {"hnsw:space": "cosine", **dict(zip(PIN_KEYS, (pin.name, pin.dimension, pin.weights_sha256)))}
+            metadata = {"hnsw:space": "cosine", **_pin_metadata(pin)}
             collection = self.client.get_or_create_collection(
                 self.name, embedding_function=self.embedder.function, metadata=metadata
             )
@@ -189,13 +194,17 @@ class Memory:
                     f"collection {self.name!r} holds {collection.count()} vectors but records no embedder, so "
                     "mmagent cannot tell whether they match; re-ingest into a new collection."
                 )
-            collection.modify(metadata={**(collection.metadata or {}), **dict(zip(PIN_KEYS, (pin.name, pin.dimension, pin.weights_sha256)))})
+            # an empty collection made outside mmagent: pin it now (index settings cannot be modified)
+            kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+            collection.modify(metadata={**kept, **_pin_metadata(pin)})
             return
         if not stored.same_model(pin):
             raise EmbedderMismatchError(
-                f"collection {self.name!r} was built with embedder {stored.name!r} ({stored.dimension} dimensions, "
+                f"collection {self.name!r} was built with embedder {stored.name!r} "
+                f"({stored.dimension} dimensions, "
                 f"weights sha256 {stored.weights_sha256[:12]}…) but the configured embedder is {pin.name!r} "
-                f"({pin.dimension} dimensions, weights {pin.weights_sha256[:12]}…); its vectors are not comparable. "
+                f"({pin.dimension} dimensions, weights {pin.weights_sha256[:12]}…); "
+                "its vectors are not comparable. "
                 f"Set memory.embedder back to the model that built it, or ingest into another collection."
             )
 
@@ -215,7 +224,7 @@ class Memory:
 
     # ---- the interface --------------------------------------------------------------------------
     def add(self, docs: Iterable[Document]) -> list[str]:
-        """Store `docs`; returns their ids in order. Documents whose id is already stored are not re-embedded."""
+        """Store `docs`; returns their ids in order. Ids already stored are not embedded again."""
         docs = list(docs)
         ids = [d.content_id() for d in docs]
         if not docs:
@@ -229,7 +238,7 @@ class Memory:
         batch = max(1, self.client.get_max_batch_size())
         items = list(fresh.items())
         for i in range(0, len(items), batch):
-            part = items[i:i + batch]
+            part = items[i : i + batch]
             collection.add(
                 ids=[k for k, _ in part],
                 documents=[d.text for _, d in part],
@@ -246,7 +255,10 @@ class Memory:
         collection = self._open(create=False)
         try:
             result = collection.query(
-                query_texts=[query], n_results=k, where=where or None, include=["documents", "metadatas", "distances"]
+                query_texts=[query],
+                n_results=k,
+                where=where or None,
+                include=["documents", "metadatas", "distances"],
             )
         except ValueError as exc:  # chroma reports a malformed `where` as ValueError
             raise MemoryStoreError(f"search filter {where!r} was refused by Chroma: {exc}") from exc
@@ -260,7 +272,9 @@ class Memory:
     def delete(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None) -> int:
         """Remove documents by id and/or metadata filter; returns how many were removed."""
         if not ids and not where:
-            raise MemoryStoreError("delete needs ids or a `where` filter; to drop a whole collection use delete_collection().")
+            raise MemoryStoreError(
+                "delete needs ids or a `where` filter; to drop a whole collection use delete_collection()."
+            )
         collection = self._existing_light()
         if collection is None:
             return 0
@@ -326,13 +340,18 @@ def open_memory(config: MemoryConfig | None = None, collection: str | None = Non
 def list_collections(config: MemoryConfig) -> list[CollectionInfo]:
     """Every collection in the store with its size and recorded embedder (no model loads)."""
     client = make_client(config)
-    return [CollectionInfo(c.name, c.count(), _pin_of(c.metadata)) for c in sorted(client.list_collections(), key=lambda c: c.name)]
+    return [
+        CollectionInfo(c.name, c.count(), _pin_of(c.metadata))
+        for c in sorted(client.list_collections(), key=lambda c: c.name)
+    ]
 
 
 def delete_collection(config: MemoryConfig, name: str) -> None:
     client = make_client(config)
     if name not in list_names(client):
-        raise MemoryStoreError(f"collection {name!r} does not exist (collections: {', '.join(list_names(client)) or 'none'}).")
+        raise MemoryStoreError(
+            f"collection {name!r} does not exist (collections: {', '.join(list_names(client)) or 'none'})."
+        )
     client.delete_collection(name)
 
 

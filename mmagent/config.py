@@ -135,8 +135,8 @@ class FlowsConfig:
     support_collection: str | None = field(
         default=None, metadata={"help": "support: knowledge-base collection searched each turn; None = none"}
     )
-    support_max_failures: int = field(
-        default=2, metadata={"help": "support: failed tool attempts in a turn before handing off to a human"}
+    support_policy: str | None = field(
+        default=None, metadata={"help": "support: policy YAML (copy the shipped one: mmagent prompts cp support_policy)"}
     )
     context_tokens: int = field(
         default=0, metadata={"help": "summarize: prompt budget in tokens; 0 = the model's context window"}
@@ -146,7 +146,6 @@ class FlowsConfig:
         if not -1.0 <= self.qa_min_score <= 1.0:
             raise ConfigError(f"flows.qa_min_score must be a cosine similarity in [-1, 1]; got {self.qa_min_score!r}.")
         _check_positive("flows", "qa_top_k", self.qa_top_k)
-        _check_positive("flows", "support_max_failures", self.support_max_failures)
         if self.context_tokens and self.context_tokens < 256:
             raise ConfigError(f"flows.context_tokens must be 0 (model window) or >= 256; got {self.context_tokens!r}.")
 

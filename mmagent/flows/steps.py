@@ -86,3 +86,33 @@ def check_files(paths: Sequence[str | Path], what: str) -> list[str]:
             raise FlowError(f"{what} file '{path}' does not exist or is not a file; check the path.")
         out.append(str(p.resolve()))
     return out
+
+
+def stream_guarded(backend: Any, messages: list[dict[str, Any]], secret: str, images: Sequence[Any] = (),
+                   hold_words: int = 8, **gen: Any) -> tuple[str, bool]:
+    """Like :func:`stream_answer`, but stops before the answer repeats `hold_words` consecutive words of
+    `secret` (the system prompt): the last words are held back until the next piece shows they are safe.
+
+    Returns (text emitted, leaked) — on a leak the generation is cancelled and the caller replaces it."""
+    from mmagent.flows.prompting import leaks
+
+    text, shown = "", 0
+    for piece in backend.generate(messages, images=list(images), **gen):
+        text += piece
+        if leaks(text, secret, hold_words):
+            return text[:shown], True
+        cut = _safe_prefix(text, hold_words)
+        if cut > shown:
+            emit(TokenEvent(text[shown:cut]))
+            shown = cut
+    if shown < len(text):
+        emit(TokenEvent(text[shown:]))
+    return text, False
+
+
+def _safe_prefix(text: str, hold_words: int) -> int:
+    """Index before the last `hold_words` words of `text` (0 when there are fewer)."""
+    import re
+
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    return starts[-hold_words] if len(starts) >= hold_words else 0

@@ -1,0 +1,309 @@
+"""The `support` flow: customer service over a knowledge base and the demo business database.
+
+Graph (one run = one customer turn; the conversation persists per session id in a LangGraph SQLite
+checkpointer at ``<paths.data>/support_sessions.sqlite``, so it survives a restart)::
+
+    intake ─┬─ handoff (customer asked for a person) ─────────────────────────────┐
+            ├─ waiting (a human already has the session) ──────────────────────────┤
+            ├─ identity (an email was given: verified or not, in code) ────────────┤
+            ├─ plan ⇄ guard ─ act (tool call proposed by the model, checked by the  │
+            │          policy, run) ── handoff after repeated failure or when the   ├─ END
+            │          policy forbids the action                                    │
+            └─ retrieve ─ answer (the model answers from fenced help-centre passages)┘
+
+Privilege separation: the planning step (the only one whose output can run a tool) sees the customer's
+own words and the verification state, never retrieved documents; those reach only the answering step,
+fenced as data. Identity, ownership, refund limits and escalation are decided by :class:`Policy` in code.
+"""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypedDict
+
+from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, HandoffEvent, SourceEvent, ToolResultEvent, emit
+from mmagent.flows.prompting import PromptSet, fence, load_prompts
+from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_guarded, transcribe
+from mmagent.flows.support_policy import Policy, find_emails, find_order_ids
+from mmagent.flows.support_tools import SupportDB, demo_db_path, support_tools
+
+PROMPT_KEYS = ("system", "plan", "answer", "knowledge", "voice", "reply_need_identity", "reply_verified",
+               "reply_unknown_email", "reply_tool_done", "reply_refused", "reply_handoff", "reply_handed_off",
+               "reply_withheld")
+SESSIONS_DB = "support_sessions.sqlite"
+HISTORY_TURNS = 6
+
+
+@dataclass
+class SupportRequest:
+    """One customer message. `images`: photos (e.g. of a damaged product); `audio`: voice messages."""
+
+    message: str = ""
+    session: str = "default"
+    images: list[str] = field(default_factory=list)
+    audio: list[str] = field(default_factory=list)
+    collection: str | None = None  # knowledge base; None = config flows.support_collection
+    policy: str | None = None  # policy YAML; None = config flows.support_policy or the shipped one
+    prompts: str | None = None
+    constrain_tool_calls: bool = True  # grammar-constrained tool calls (off only to test the failure path)
+    max_new_tokens: int | None = None
+
+
+class SupportState(TypedDict, total=False):
+    # kept across turns by the checkpointer
+    history: Annotated[list[dict[str, str]], operator.add]
+    customer_id: int | None
+    escalation_ticket: int | None
+    # this turn (primitives only: the checkpointer stores them)
+    request: dict[str, Any]
+    message: str
+    emails: list[str]
+    failures: int
+    call: dict[str, Any] | None
+    kb: list[str]
+    reason: str
+    next: str
+
+
+class SupportFlow(GraphFlow):
+    name: ClassVar[str] = "support"
+    request_type: ClassVar[type] = SupportRequest
+
+    def __init__(self, config: Any = None, backend: Any = None) -> None:
+        super().__init__(config, backend)
+        self.tools = ToolBox(self.config)
+        self.db_path = demo_db_path(self.config)
+        self.db = SupportDB(self.db_path)
+        self.actions = support_tools(self.config)
+        self._prompts: dict[str | None, PromptSet] = {}
+        self._policies: dict[str | None, Policy] = {}
+        self._conn: sqlite3.Connection | None = None
+
+    # ---- graph -----------------------------------------------------------------------------------
+    def build(self) -> Any:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(SupportState)
+        nodes = {"intake": self._intake, "identity": self._identity, "plan": self._plan, "guard": self._guard,
+                 "act": self._act, "handoff": self._handoff, "waiting": self._waiting,
+                 "retrieve": self._retrieve, "answer": self._answer}
+        for name, fn in nodes.items():
+            graph.add_node(name, fn)
+        graph.add_edge(START, "intake")
+        for name in ("intake", "plan", "guard", "act"):
+            graph.add_conditional_edges(name, _next)
+        graph.add_edge("retrieve", "answer")
+        for name in ("identity", "handoff", "waiting", "answer"):
+            graph.add_edge(name, END)
+        path = Path(self.config.paths.data).expanduser() / SESSIONS_DB
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False)
+        return graph.compile(checkpointer=SqliteSaver(self._conn))
+
+    def start(self, request: SupportRequest) -> dict[str, Any]:
+        request.images = check_files(request.images, "image")
+        request.audio = check_files(request.audio, "audio")
+        if not request.message.strip() and not request.audio and not request.images:
+            raise FlowError("support needs a message: text, --audio (a voice message) or an --image.")
+        if not request.session.strip():
+            raise FlowError("support needs a --session id to keep the conversation under.")
+        self._prompt_set(request.prompts)  # fail on a bad prompt or policy file before the model loads
+        self._policy(request.policy)
+        return {"request": asdict(request), "failures": 0, "call": None, "reason": "", "emails": [], "kb": []}
+
+    def run_config(self, request: SupportRequest) -> dict[str, Any]:
+        return {"configurable": {"thread_id": request.session}}
+
+    def history(self, session: str) -> list[dict[str, str]]:
+        """The stored conversation of `session` (empty when unknown)."""
+        snapshot = self.graph.get_state({"configurable": {"thread_id": session}})
+        return list(snapshot.values.get("history", [])) if snapshot and snapshot.values else []
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn, self._graph = None, None
+
+    # ---- nodes -----------------------------------------------------------------------------------
+    def _intake(self, state: SupportState) -> dict[str, Any]:
+        request = state["request"]
+        spoken = " ".join(r.text.strip() for r in transcribe(self.tools, request["audio"])).strip()
+        parts = [request["message"].strip()]
+        if spoken:
+            parts.append(self._p(state).text("voice", transcript=spoken))
+        message = "\n".join(p for p in parts if p) or "(photo only)"
+        policy = self._policy(request["policy"])
+        if state.get("escalation_ticket"):
+            step = "waiting"
+        elif policy.asks_for_human(request["message"] + " " + spoken):
+            step = "handoff"
+        elif find_emails(message) and not policy.wants_action(_without_emails(message)):
+            step = "identity"
+        else:
+            step = "plan" if policy.wants_action(message) else "retrieve"
+        update = {"message": message, "next": step, "history": [{"role": "user", "content": message}],
+                  "reason": "the customer asked for a person" if step == "handoff" else ""}
+        update.update(self._verify(state, message))
+        return update
+
+    def _verify(self, state: SupportState, message: str) -> dict[str, Any]:
+        """Identity check in code: an email written by the customer that matches an account."""
+        emails = find_emails(message)
+        for email in emails:
+            customer = self.db.customer_by_email(email)
+            if customer is not None:
+                return {"customer_id": customer.id, "emails": emails}
+        return {"emails": emails}
+
+    def _identity(self, state: SupportState) -> dict[str, Any]:
+        customer_id = state.get("customer_id")
+        customer = self.db.customer_by_email(state["emails"][0]) if state["emails"] else None
+        if customer is not None and customer.id == customer_id:
+            return self._finish(state, self._p(state).text("reply_verified", name=customer.name.split()[0]))
+        return self._finish(state, self._p(state).text("reply_unknown_email", email=state["emails"][0]))
+
+    def _plan(self, state: SupportState) -> dict[str, Any]:
+        from mmagent.orchestration.calls import propose_tool_calls
+
+        request, policy = state["request"], self._policy(state["request"]["policy"])
+        tools = [self.actions[n] for n in policy.allowed_tools if n in self.actions]
+        prompts = self._p(state)
+        plan = prompts.text("plan", verified="yes" if state.get("customer_id") else "no",
+                            orders=", ".join(map(str, find_order_ids(state["message"]))) or "none",
+                            photo="yes" if request["images"] else "no", message=state["message"])
+        messages = [{"role": "system", "content": prompts.text("system")},
+                    *state.get("history", [])[-HISTORY_TURNS - 1:-1], {"role": "user", "content": plan}]
+        proposal = propose_tool_calls(self.backend, messages, tools, choice="required",
+                                      constrain=request["constrain_tool_calls"])
+        for bad in proposal.invalid:
+            emit(ToolResultEvent(bad.name or "?", bad.id, ok=False, error=f"invalid tool call: {bad.error}"))
+        if proposal.calls:
+            call = proposal.calls[0]
+            return {"call": {"name": call.name, "args": call.args, "id": call.id}, "next": "guard"}
+        if not proposal.invalid:
+            emit(ToolResultEvent("?", "none", ok=False, error="the model proposed no tool call"))
+        return self._failed(state, "the assistant could not form a valid tool call")
+
+    def _guard(self, state: SupportState) -> dict[str, Any]:
+        call, policy = state["call"], self._policy(state["request"]["policy"])
+        tool = self.actions.get(call["name"])
+        if tool is None:
+            emit(ToolResultEvent(call["name"], call["id"], ok=False, error="unknown tool"))
+            return self._failed(state, f"unknown tool {call['name']}")
+        try:
+            tool.validate_arguments(call["args"])
+        except Exception as exc:  # ToolError: the arguments do not match the tool's schema
+            emit(ToolResultEvent(call["name"], call["id"], ok=False, error=str(exc)))
+            return self._failed(state, "invalid tool arguments")
+        decision = policy.check(call["name"], call["args"], state.get("customer_id"), self.db)
+        if decision.verdict == "allow":
+            return {"next": "act"}
+        emit(ToolResultEvent(call["name"], call["id"], ok=False, error=f"policy: {decision.reason}"))
+        if decision.verdict == "identify":
+            return {"next": "__end__", **self._say_and_finish(state, "reply_need_identity")}
+        if decision.verdict == "handoff":
+            return {"next": "handoff", "reason": decision.reason}
+        if call["name"] == "escalate_to_human":  # unjustified escalation: answer normally instead
+            return {"next": "retrieve"}
+        return self._failed(state, decision.reason)
+
+    def _act(self, state: SupportState) -> dict[str, Any]:
+        call, request = state["call"], state["request"]
+        tool = self.actions[call["name"]]
+        tool.context = {"customer_id": state.get("customer_id"), "session": request["session"],
+                        "attachment": request["images"][0] if request["images"] else None}
+        result = run_tool(tool, call["args"], call["id"], raise_errors=False)
+        if result is None:
+            return self._failed(state, f"{call['name']} failed")
+        for i, source in enumerate(result.sources, start=1):
+            emit(SourceEvent(i, source))
+        return {"next": "__end__", **self._finish(state, self._p(state).text("reply_tool_done", result=result.text),
+                                                  {"tool": call["name"], "result": result.data})}
+
+    def _failed(self, state: SupportState, reason: str) -> dict[str, Any]:
+        failures = state.get("failures", 0) + 1
+        limit = self._policy(state["request"]["policy"]).after_failures
+        if failures >= limit:
+            return {"failures": failures, "next": "handoff", "reason": f"{failures} failed attempts: {reason}"}
+        return {"failures": failures, "next": "plan"}
+
+    def _handoff(self, state: SupportState) -> dict[str, Any]:
+        reason = state.get("reason") or "the assistant could not help"
+        tool = self.actions["escalate_to_human"]
+        tool.context = {"customer_id": state.get("customer_id"), "session": state["request"]["session"],
+                        "attachment": state["request"]["images"][0] if state["request"]["images"] else None}
+        result = run_tool(tool, {"reason": reason[:300]})
+        ticket = int(result.data["ticket"]) if result else None
+        emit(HandoffEvent(reason, ticket))
+        text = self._p(state).text("reply_handoff", reason=reason, ticket=ticket)
+        return {"escalation_ticket": ticket, **self._finish(state, text, {"handoff": reason, "ticket": ticket})}
+
+    def _waiting(self, state: SupportState) -> dict[str, Any]:
+        ticket = state["escalation_ticket"]
+        return self._finish(state, self._p(state).text("reply_handed_off", ticket=ticket), {"ticket": ticket})
+
+    def _retrieve(self, state: SupportState) -> dict[str, Any]:
+        name = state["request"]["collection"] or self.config.flows.support_collection
+        if not name:
+            return {"kb": []}
+        result = run_tool(self.tools.get("memory_search"), {"query": state["message"], "k": 3, "collection": name})
+        passages = [s for s in (result.sources if result else []) if (s.score or 0) >= self.config.flows.qa_min_score]
+        for i, source in enumerate(passages, start=1):
+            emit(SourceEvent(i, source, cited=False))
+        return {"kb": [s.excerpt for s in passages]}
+
+    def _answer(self, state: SupportState) -> dict[str, Any]:
+        prompts, request = self._p(state), state["request"]
+        kb = state.get("kb") or []
+        knowledge = prompts.text("knowledge", passages="\n".join(fence(t, f"article {i}") for i, t in
+                                                                enumerate(kb, 1))) if kb else ""
+        system = prompts.text("system")
+        messages = [{"role": "system", "content": system}, *state.get("history", [])[-HISTORY_TURNS - 1:-1],
+                    {"role": "user", "content": prompts.text("answer", knowledge=knowledge, message=state["message"])}]
+        gen = {"max_new_tokens": request["max_new_tokens"]} if request["max_new_tokens"] else {}
+        text, leaked = stream_guarded(self.backend, messages, system, request["images"], **gen)
+        if leaked:
+            text = say(prompts.text("reply_withheld"))
+        return self._finish(state, text.strip(), {"withheld": leaked}, spoken=True)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _finish(self, state: SupportState, text: str, data: dict[str, Any] | None = None,
+                spoken: bool = False) -> dict[str, Any]:
+        """Say `text` (unless already streamed), record it in the history, and end the turn."""
+        if not spoken:
+            say(text)
+        emit(DoneEvent(text, {"session": state["request"]["session"], "customer_id": state.get("customer_id"),
+                              **(data or {})}))
+        return {"history": [{"role": "assistant", "content": text}]}
+
+    def _say_and_finish(self, state: SupportState, key: str) -> dict[str, Any]:
+        return self._finish(state, self._p(state).text(key))
+
+    def _p(self, state: SupportState) -> PromptSet:
+        return self._prompt_set(state["request"]["prompts"])
+
+    def _prompt_set(self, path: str | None) -> PromptSet:
+        if path not in self._prompts:
+            self._prompts[path] = load_prompts("support", path, PROMPT_KEYS)
+        return self._prompts[path]
+
+    def _policy(self, path: str | None) -> Policy:
+        path = path or self.config.flows.support_policy
+        if path not in self._policies:
+            self._policies[path] = Policy.load(path)
+        return self._policies[path]
+
+
+def _next(state: SupportState) -> str:
+    """Conditional-edge router: each deciding node names the next step in `next`."""
+    return state["next"]
+
+
+def _without_emails(text: str) -> str:
+    import re
+
+    return re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", " ", text)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmagent.errors import MemoryStoreError, MMAgentError
+from mmagent.errors import MemoryStoreError, MMAgentError, ModelLoadError
 from mmagent.memory.chunking import ChunkOptions, chunk_segments, chunk_text
 from mmagent.memory.loaders import LOADERS, kind_of, supported_suffixes
 from mmagent.memory.store import Document, Memory
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DescribeImage = Callable[[Path], str]
 Transcribe = Callable[[Path], Iterable[tuple[float, float, str]]]
-CAPTION_PROMPT = "Describe this image in one short sentence."
 VISIBLE_TEXT_HEADING = "Visible text:"
 
 
@@ -192,34 +191,32 @@ def file_sha256(path: Path) -> str:
 
 # ---- the default models for images and audio --------------------------------------------------------
 class ImageDescriber:
-    """Caption from the configured vision-language model, plus the text OCR reads in the image.
+    """Caption from the vision tool's 'describe' task, plus the lines OCR reads in the image.
 
-    Calls ``mmagent.model.load_backend(config).complete(...)`` (model loads on the first image) and
-    ``mmagent.model.ocr.read_text``.
+    Calls ``mmagent.tools.vision.look(VisionRequest("describe", [path]), config)`` (the configured
+    vision-language model with the shipped describe prompt; it loads on the first image) and
+    ``mmagent.model.ocr.read_text``. A model that failed to load is not retried for every image.
     """
 
-    def __init__(self, config: Config, prompt: str = CAPTION_PROMPT, max_new_tokens: int = 48) -> None:
+    def __init__(self, config: Config, max_new_tokens: int = 48) -> None:
         self.config = config
-        self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self._load_error: MMAgentError | None = None
 
     def __call__(self, path: Path) -> str:
         from mmagent.images import load_image
-        from mmagent.model import load_backend
         from mmagent.model.ocr import read_text
+        from mmagent.tools.vision import VisionRequest, look
 
-        image = load_image(path, self.config.limits.max_image_pixels)
-        if self._load_error is not None:  # do not retry a model that failed to load, once per image
+        image = load_image(path, self.config.limits.max_image_pixels)  # refuse bad files before the model
+        if self._load_error is not None:
             raise self._load_error
         try:
-            backend = load_backend(self.config)
-        except MMAgentError as exc:
+            run = look(VisionRequest("describe", [str(path)]), self.config, max_new_tokens=self.max_new_tokens)
+        except ModelLoadError as exc:
             self._load_error = exc
             raise
-        caption = backend.complete(
-            [{"role": "user", "content": self.prompt}], images=[image], max_new_tokens=self.max_new_tokens
-        ).strip()
+        caption = run.collect().answer
         lines = [line.text for line in read_text(image)]
         return caption + (f"\n{VISIBLE_TEXT_HEADING} " + " / ".join(lines) if lines else "")
 

@@ -6,8 +6,10 @@ Importing this package is cheap (no chromadb, no torch); the store and the embed
     memory = open_memory(config.memory, "notes")
     memory.add([Document("The invoice is due on 3 May.", {"source": "mail.txt"})])
     hits = memory.search("when is the invoice due?", k=3)
+    summary = ingest(["docs/", "talk.flac"], memory, transcribe=...)  # see mmagent.memory.ingest
 """
 
+from mmagent.memory.ingest import Ingestor, IngestSummary, ingest
 from mmagent.memory.store import (
     CollectionInfo,
     Document,
@@ -23,8 +25,11 @@ __all__ = [
     "CollectionInfo",
     "Document",
     "Hit",
+    "IngestSummary",
+    "Ingestor",
     "Memory",
     "delete_collection",
+    "ingest",
     "list_collections",
     "open_memory",
     "reset_memory",

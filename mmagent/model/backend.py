@@ -138,6 +138,12 @@ class HFVisionBackend:
 
     def render(self, messages: Sequence[Message], tools: list[dict] | None = None, add_generation_prompt: bool = True):
         """Apply the chat template; returns (text, images in order). OCR text is added after each image."""
+        template_messages, images = self.expand(messages)
+        return self.apply_template(template_messages, tools, add_generation_prompt), images
+
+    def expand(self, messages: Sequence[Message]) -> tuple[list[Message], list[Any]]:
+        """Decode every image once (and read its text when OCR is on): template-ready messages whose
+        image parts are bare ``{"type": "image"}``, plus the PIL images in order."""
         template_messages, images = [], []
         for message in messages:
             content = message.get("content")
@@ -160,11 +166,14 @@ class HFVisionBackend:
                 else:
                     parts.append(part)
             template_messages.append(dict(message, content=parts))
+        return template_messages, images
+
+    def apply_template(self, template_messages: Sequence[Message], tools: list[dict] | None = None,
+                       add_generation_prompt: bool = True) -> str:
         kwargs = {"tools": tools} if tools else {}
-        text = self.processor.apply_chat_template(
-            template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+        return self.processor.apply_chat_template(
+            list(template_messages), tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
         )
-        return text, images
 
     def options(self, gen: dict[str, Any]) -> GenerationOptions:
         mc = self.model_config

@@ -1,0 +1,281 @@
+"""Train a LoRA (or QLoRA) adapter for the served model with transformers' Trainer and peft.
+
+The base model, processor and chat template are loaded by the same `HFVisionBackend` that serves
+them, so the adapter is trained on exactly the prompts it will see. Output (in `output_dir`): the
+peft adapter (safetensors) + `mmagent_adapter.json` manifest, `checkpoint-*/` for `--resume`,
+`metrics.csv` / `metrics.jsonl`, `loss.png`, and `eval_results.json` (held-out accuracy of the
+adapter, the base model and the blind baseline, per category).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mmagent.finetune.data import Example, data_hash, load_examples
+from mmagent.finetune.lora_recipe import LoraRecipe
+
+log = logging.getLogger(__name__)
+
+
+def _backend(recipe: LoraRecipe):
+    from mmagent.config import load_config
+    from mmagent.model.backend import HFVisionBackend
+
+    overrides = {"model.id": recipe.model.id, "model.quantization": recipe.model.quantization, "model.ocr": recipe.model.ocr}
+    config = load_config(overrides=overrides)
+    config.adapters = {}
+    return HFVisionBackend(config)
+
+
+class _EncodedDataset:
+    """Examples encoded with the serving template; too-long ones are dropped and counted."""
+
+    def __init__(self, backend: Any, examples: list[Example], max_length: int, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        from mmagent.finetune.collate import ConversationEncoder
+
+        encoder = ConversationEncoder(backend)
+        self.items, self.skipped = [], 0
+        for example in tqdm(examples, desc="encoding", disable=not progress, unit="ex"):
+            encoded = encoder.encode(example)
+            if encoded.length > max_length:
+                self.skipped += 1
+            else:
+                self.items.append(encoded)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+
+def _peft_model(backend: Any, recipe: LoraRecipe):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = backend.model
+    if recipe.model.quantization != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    to_save = (["multi_modal_projector"] if recipe.lora.train_projector else []) + (
+        ["vision_tower"] if recipe.lora.train_vision else [])
+    config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+                        target_modules=recipe.lora.target_modules, modules_to_save=to_save or None)
+    peft_model = get_peft_model(model, config)
+    peft_model.train()
+    return peft_model
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class AdapterTrainer(Trainer):
+        """Two learning rates: small for LoRA matrices, larger for fully trained modules."""
+
+        projector_lr: float = 1e-3
+
+        def create_optimizer(self, model=None):
+            import torch
+
+            if self.optimizer is None:
+                lora, full = [], []
+                for name, param in self.model.named_parameters():
+                    if param.requires_grad:
+                        (lora if "lora_" in name else full).append(param)
+                groups = [{"params": lora, "lr": self.args.learning_rate}]
+                if full:
+                    groups.append({"params": full, "lr": self.projector_lr})
+                self.optimizer = torch.optim.AdamW(groups, weight_decay=self.args.weight_decay)
+            return self.optimizer
+
+    return AdapterTrainer
+
+
+def _callbacks(out: Path, recipe: LoraRecipe):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """Adds tokens/s to the logs, writes metrics.csv/jsonl, stops on Ctrl-C or the time budget."""
+
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+            self.interrupted = False
+            self.rows: list[dict] = []
+            signal.signal(signal.SIGINT, self._interrupt)
+
+        def _interrupt(self, *_: Any) -> None:
+            if self.interrupted:  # a second Ctrl-C: really stop
+                raise KeyboardInterrupt
+            self.interrupted = True
+            log.warning("Ctrl-C: saving a resumable checkpoint after this step (press again to abort)")
+
+        def on_step_end(self, args, state, control, **kw):
+            over_budget = recipe.train.max_minutes and time.perf_counter() - self.started > recipe.train.max_minutes * 60
+            if self.interrupted or over_budget:
+                if over_budget:
+                    log.warning("time budget of %.1f min reached: saving and stopping", recipe.train.max_minutes)
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            elapsed = time.perf_counter() - self.started
+            if state.num_input_tokens_seen:
+                logs["tokens_per_s"] = round(state.num_input_tokens_seen / elapsed, 1)
+            row = {"step": state.global_step, "elapsed_s": round(elapsed, 1), **logs}
+            self.rows.append(row)
+            with (out / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    return Progress()
+
+
+def _write_csv_and_plot(rows: list[dict], out: Path) -> None:
+    import csv
+
+    if not rows:
+        return
+    keys = sorted({k for row in rows for k in row})
+    with (out / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), marker="o" if key == "eval_loss" else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=110)
+    plt.close(fig)
+
+
+def _training_args(recipe: LoraRecipe, out: Path, has_eval: bool, device: str):
+    from transformers import TrainingArguments
+
+    t = recipe.train
+    return TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio, num_train_epochs=t.epochs, max_steps=t.max_steps if t.max_steps > 0 else -1,
+        logging_steps=max(1, min(10, t.eval_steps)), eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps, save_steps=t.save_steps, save_total_limit=2, seed=recipe.seed,
+        use_cpu=device == "cpu", bf16=t.bf16, report_to=t.report_to or "none", remove_unused_columns=False,
+        dataloader_num_workers=0, include_num_input_tokens_seen=True, disable_tqdm=False,
+    )
+
+
+def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, save the adapter with its manifest, and score it on the held-out set. Returns the manifest."""
+    import torch
+    from transformers import set_seed
+
+    from mmagent.finetune.collate import Collator
+
+    set_seed(recipe.seed)
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = _backend(recipe)
+    t = recipe.train
+    needed = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else 0
+    train_examples = load_examples(recipe.data.train, recipe.data.limit or needed or None, recipe.seed)
+    eval_examples = load_examples(recipe.data.eval, recipe.data.eval_limit or None, recipe.seed) if recipe.data.eval else []
+    train_set = _EncodedDataset(backend, train_examples, t.max_length, progress)
+    eval_set = _EncodedDataset(backend, eval_examples[:64], t.max_length, progress) if eval_examples else None
+    model = _peft_model(backend, recipe)
+    trainer_cls = _trainer_class()
+    trainer_cls.projector_lr = t.projector_lr
+    callback = _callbacks(out, recipe)
+    trainer = trainer_cls(model=model, args=_training_args(recipe, out, bool(eval_set), backend.device),
+                          train_dataset=train_set, eval_dataset=eval_set, data_collator=Collator(backend),
+                          callbacks=[callback])
+    started = time.perf_counter()
+    has_checkpoint = resume and any(out.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    minutes = (time.perf_counter() - started) / 60
+    model.save_pretrained(str(out))
+    _write_csv_and_plot(callback.rows, out)
+    manifest = _manifest(recipe, backend, train_examples, train_set, result, minutes)
+    (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
+    del model, trainer
+    torch.set_grad_enabled(True)
+    if eval_examples:
+        manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
+        (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _manifest(recipe, backend, train_examples, train_set, result, minutes: float) -> dict[str, Any]:
+    from mmagent.finetune.hashing import model_hash
+
+    return {
+        "base_model": recipe.model.id,
+        "base_model_path": backend.path,
+        "base_model_hash": model_hash(backend.path),
+        "template_hash": backend.chat_template_hash,
+        "quantization": backend.quantization.active,
+        "recipe": dataclasses.asdict(recipe),
+        "data_hash": data_hash(train_examples),
+        "examples": {"train": len(train_set), "skipped_too_long": train_set.skipped},
+        "metrics": {"train_loss": result.training_loss, "steps": result.global_step, "minutes": round(minutes, 2)},
+    }
+
+
+def exact_answer(prediction: str) -> str:
+    """First word of an answer, lower-cased, punctuation stripped: how one-word answers are compared."""
+    words = prediction.strip().lower().replace(".", " ").replace(",", " ").split()
+    return words[0] if words else ""
+
+
+def evaluate_adapter(recipe: LoraRecipe, adapter_dir: Path, train: list[Example], held_out: list[Example]) -> dict:
+    """Held-out exact-match accuracy (overall and per category) of adapter, base and blind baseline."""
+    backend = _backend(recipe)
+    backend.adapters.load("trained", adapter_dir)
+    questions = [[m for m in e.messages if m["role"] != "assistant"] for e in held_out]
+    scores: dict[str, dict[str, float]] = {}
+    arms = [("adapter", "trained")] + ([("base", None)] if recipe.data.compare_base else [])
+    for arm, adapter in arms:
+        predictions = []
+        for i in range(0, len(questions), 16):
+            predictions += backend.generate_batch(questions[i:i + 16], adapter=adapter, max_new_tokens=4,
+                                                  repetition_penalty=1.0)
+        scores[arm] = _accuracy([exact_answer(p) for p in predictions], held_out)
+    if recipe.data.compare_base:
+        scores["blind_baseline"] = _accuracy(_blind_predictions(train, held_out), held_out)
+    (adapter_dir / "eval_results.json").write_text(json.dumps(scores, indent=2))
+    return scores
+
+
+def _blind_predictions(train: list[Example], held_out: list[Example]) -> list[str]:
+    """Most common training answer per category: what a model that never looks at the image gets."""
+    by_category: dict[str, Counter] = {}
+    for example in train:
+        by_category.setdefault(example.category, Counter())[exact_answer(example.answer)] += 1
+    overall = Counter(exact_answer(e.answer) for e in train)
+    return [(by_category.get(e.category) or overall).most_common(1)[0][0] for e in held_out]
+
+
+def _accuracy(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    hits: dict[str, list[int]] = {"all": []}
+    for prediction, example in zip(predictions, examples):
+        hit = int(prediction == exact_answer(example.answer))
+        hits["all"].append(hit)
+        hits.setdefault(example.category or "uncategorised", []).append(hit)
+    return {k: round(100 * sum(v) / len(v), 2) for k, v in hits.items() if v}

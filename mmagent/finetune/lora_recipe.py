@@ -1,0 +1,99 @@
+"""The `lora` recipe: LoRA / QLoRA adapters for the served vision-language model.
+
+Kept free of torch so `--set` mistakes fail before anything heavy loads. The training script is
+`mmagent.finetune.lora.train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmagent.errors import ConfigError
+
+DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+
+
+def _positive(where: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{where} must be > 0; got {value!r}.")
+
+
+@dataclass
+class ModelSpec:
+    id: str = field(default="default", metadata={"help": "base model: hub id, local directory, or 'default'"})
+    quantization: str = field(default="none", metadata={"help": "none | 8bit | 4bit (4bit = QLoRA)"})
+    ocr: str = field(default="auto", metadata={"help": "OCR text next to images, as served: auto | on | off"})
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("none", "8bit", "4bit"):
+            raise ConfigError(f"model.quantization must be none, 8bit or 4bit; got {self.quantization!r}.")
+        if self.ocr not in ("auto", "on", "off"):
+            raise ConfigError(f"model.ocr must be auto, on or off; got {self.ocr!r}.")
+
+
+@dataclass
+class LoraDataSpec:
+    train: str = field(default="easy-vqa:train", metadata={"help": "JSONL file or easy-vqa:train"})
+    eval: str | None = field(default="easy-vqa:test", metadata={"help": "held-out set: eval loss and final accuracy"})
+    limit: int = field(default=0, metadata={"help": "seeded random subset of training examples (0 = as many as the steps use)"})
+    eval_limit: int = field(default=200, metadata={"help": "held-out examples used (0 = all)"})
+    compare_base: bool = field(default=True, metadata={"help": "also score the base model and the blind baseline"})
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.eval_limit < 0:
+            raise ConfigError("data.limit and data.eval_limit must be ≥ 0 (0 = all).")
+
+
+@dataclass
+class LoraSpec:
+    r: int = field(default=16, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
+    target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": "regex of modules that get LoRA"})
+    train_projector: bool = field(default=True, metadata={"help": "fully train the vision→text projector"})
+    train_vision: bool = field(default=False, metadata={"help": "fully train the vision tower too"})
+
+    def __post_init__(self) -> None:
+        _positive("lora.r", self.r)
+        _positive("lora.alpha", self.alpha)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1); got {self.dropout!r}.")
+
+
+@dataclass
+class LoraTrainSpec:
+    lr: float = field(default=2e-4, metadata={"help": "learning rate of the LoRA weights"})
+    projector_lr: float = field(default=1e-3, metadata={"help": "learning rate of fully trained modules"})
+    scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name: cosine | linear | constant ..."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps spent warming up"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training data (max_steps wins if > 0)"})
+    max_steps: int = field(default=0, metadata={"help": "optimizer steps (0 = from epochs)"})
+    batch_size: int = field(default=8, metadata={"help": "examples per device step"})
+    grad_accum: int = field(default=1, metadata={"help": "steps accumulated per optimizer step"})
+    max_length: int = field(default=512, metadata={"help": "longer conversations are skipped (counted in the summary)"})
+    eval_steps: int = field(default=50, metadata={"help": "eval loss every N steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resumable)"})
+    max_minutes: float = field(default=0, metadata={"help": "stop and save after this long (0 = no limit)"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (on CPUs with AVX512-BF16 or GPUs)"})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "extra loggers: tensorboard, mlflow"})
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "projector_lr", "batch_size", "grad_accum", "max_length", "eval_steps", "save_steps"):
+            _positive(f"train.{name}", getattr(self, name))
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("set train.max_steps or train.epochs to a value > 0.")
+
+
+@dataclass
+class LoraRecipe:
+    kind: str = "lora"
+    output_dir: str = field(default="runs/lora", metadata={"help": "adapter, checkpoints, metrics and plots"})
+    seed: int = field(default=0, metadata={"help": "seeds data order, LoRA init and dropout"})
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: LoraDataSpec = field(default_factory=LoraDataSpec)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    train: LoraTrainSpec = field(default_factory=LoraTrainSpec)
+
+    def __post_init__(self) -> None:
+        if self.kind != "lora":
+            raise ConfigError(f"LoraRecipe.kind must be 'lora'; got {self.kind!r}.")

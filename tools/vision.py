@@ -68,6 +68,7 @@ class VisionRun:
 
     request: VisionRequest
     ocr: list[list["OcrLine"]]
+    messages: list[dict[str, Any]]  # what the model was given (images as decoded PIL images)
     pieces: Iterator[str]
     model: str
     precision: str
@@ -128,7 +129,7 @@ def look(
     kwargs = {} if adapter == ACTIVE else {"adapter": adapter}
     pieces = backend.generate(messages, **kwargs, **gen)
     info = backend.info()
-    return VisionRun(request, ocr, pieces, model=info.model_id, precision=info.precision)
+    return VisionRun(request, ocr, messages, pieces, model=info.model_id, precision=info.precision)
 
 
 def vision_prompts(path: str | Path | None = None) -> "PromptSet":

@@ -171,13 +171,7 @@ class SupportFlow(GraphFlow):
 
         request, policy = state["request"], self._policy(state["request"]["policy"])
         tools = [self.actions[n] for n in policy.allowed_tools if n in self.actions]
-        prompts = self._p(state)
-        plan = prompts.text("plan", verified="yes" if state.get("customer_id") else "no",
-                            orders=", ".join(map(str, find_order_ids(state["message"]))) or "none",
-                            photo="yes" if request["images"] else "no", message=state["message"])
-        messages = [{"role": "system", "content": prompts.text("system")},
-                    *state.get("history", [])[-HISTORY_TURNS - 1:-1], {"role": "user", "content": plan}]
-        proposal = propose_tool_calls(self.backend, messages, tools, choice="required",
+        proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice="required",
                                       constrain=request["constrain_tool_calls"])
         for bad in proposal.invalid:
             emit(ToolResultEvent(bad.name or "?", bad.id, ok=False, error=f"invalid tool call: {bad.error}"))
@@ -258,17 +252,31 @@ class SupportFlow(GraphFlow):
 
     def _answer(self, state: SupportState) -> dict[str, Any]:
         prompts, request = self._p(state), state["request"]
-        kb = state.get("kb") or []
-        knowledge = prompts.text("knowledge", passages="\n".join(fence(t, f"article {i}") for i, t in
-                                                                enumerate(kb, 1))) if kb else ""
-        system = prompts.text("system")
-        messages = [{"role": "system", "content": system}, *state.get("history", [])[-HISTORY_TURNS - 1:-1],
-                    {"role": "user", "content": prompts.text("answer", knowledge=knowledge, message=state["message"])}]
         gen = {"max_new_tokens": request["max_new_tokens"]} if request["max_new_tokens"] else {}
-        text, leaked = stream_guarded(self.backend, messages, system, request["images"], **gen)
+        text, leaked = stream_guarded(self.backend, self.answer_messages(state), prompts.text("system"),
+                                      request["images"], **gen)
         if leaked:
             text = say(prompts.text("reply_withheld"))
         return self._finish(state, text.strip(), {"withheld": leaked}, spoken=True)
+
+    # ---- prompts ---------------------------------------------------------------------------------
+    def plan_messages(self, state: SupportState) -> list[dict[str, Any]]:
+        """What the tool-planning step reads: the customer's words and state — never retrieved text."""
+        prompts, request = self._p(state), state["request"]
+        plan = prompts.text("plan", verified="yes" if state.get("customer_id") else "no",
+                            orders=", ".join(map(str, find_order_ids(state["message"]))) or "none",
+                            photo="yes" if request["images"] else "no", message=state["message"])
+        return [{"role": "system", "content": prompts.text("system")},
+                *state.get("history", [])[-HISTORY_TURNS - 1:-1], {"role": "user", "content": plan}]
+
+    def answer_messages(self, state: SupportState) -> list[dict[str, Any]]:
+        """What the answering step reads: help-centre passages fenced as data, then the customer."""
+        prompts = self._p(state)
+        kb = state.get("kb") or []
+        knowledge = prompts.text("knowledge", passages="\n".join(fence(t, f"article {i}") for i, t in
+                                                                enumerate(kb, 1))) if kb else ""
+        return [{"role": "system", "content": prompts.text("system")}, *state.get("history", [])[-HISTORY_TURNS - 1:-1],
+                {"role": "user", "content": prompts.text("answer", knowledge=knowledge, message=state["message"])}]
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _finish(self, state: SupportState, text: str, data: dict[str, Any] | None = None,

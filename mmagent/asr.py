@@ -129,7 +129,9 @@ class TranscriptStream:
                 log.info("dropped probable non-speech %r (no_speech_prob %.2f)", seg.text, seg.no_speech_prob)
                 continue
             text = seg.text.strip()
-            if not text:
+            if not any(ch.isalnum() for ch in text):  # "." / ". ." on noise: punctuation alone is never speech
+                if text:
+                    log.info("dropped punctuation-only segment %r", text)
                 continue
             out = Segment(round(self._offset + seg.start, 3), round(self._offset + seg.end, 3), text)
             bar.update(max(0.0, min(out.end, bar.total or out.end) - bar.n))

@@ -116,3 +116,42 @@ def test_recipe_errors_name_the_field():
         load_recipe("vlm-easy-vqa", ["model.quantization=2bit"])
     with pytest.raises(ConfigError, match="train.batch_size must be > 0"):
         load_recipe("vlm-easy-vqa", ["train.batch_size=0"])
+
+
+def test_merge_is_checked_and_a_corrupted_merge_is_caught(tiny_llava_dir, tiny_adapters, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from mmagent.errors import MMAgentError
+    from mmagent.finetune.merge import _probe_inputs, check_merge, merge_adapter
+    from mmagent.model.backend import HFVisionBackend
+
+    backend = HFVisionBackend(tiny_config(tiny_llava_dir))
+    result = merge_adapter(backend, tiny_adapters["a"], tmp_path / "merged")
+    assert result.passed and result.token_agreement == 1.0 and result.mean_kl < 1e-6
+    assert (tmp_path / "merged" / "mmagent_merge.json").is_file()
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged").eval()
+    reference = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_llava_dir), str(tiny_adapters["a"])).eval()
+    with torch.no_grad():
+        merged.model.language_model.layers[0].self_attn.q_proj.weight.add_(torch.randn_like(
+            merged.model.language_model.layers[0].self_attn.q_proj.weight) * 2)
+    bad = check_merge(reference, merged, _probe_inputs(backend))
+    assert not bad.passed and (bad.token_agreement < 0.9 or bad.mean_kl > 0.05)
+    with pytest.raises(MMAgentError, match="departs from base \\+ adapter"):
+        merge_adapter(backend, tiny_adapters["a"], tmp_path / "refused", max_kl=-1.0)
+    assert not (tmp_path / "refused").exists()
+
+
+def test_adapters_cli_list_info_export(tiny_adapters, tmp_path):
+    import subprocess
+
+    env_config = tmp_path / "mmagent.yaml"
+    env_config.write_text(f"adapters:\n  a: {tiny_adapters['a']}\n")
+    listed = subprocess.run(["mmagent", "adapters", "list", "--json", "--config", str(env_config)], capture_output=True, text=True)
+    assert listed.returncode == 0 and json.loads(listed.stdout)["a"]["rank"] == 4
+    exported = subprocess.run(["mmagent", "adapters", "export", "a", "--out", str(tmp_path / "x"), "--config", str(env_config)],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0 and (tmp_path / "x" / "adapter_model.safetensors").is_file()
+    missing = subprocess.run(["mmagent", "adapters", "info", "nope", "--config", str(env_config)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "neither a configured adapter (a)" in missing.stderr

@@ -118,6 +118,28 @@ CLASSIFY = [
     ("c9", "", ["FINAL SCORE", "Rovers 3 - 1 Lisbury"], "sports"),
 ]
 
+SUPPORT = [  # customer-service tasks on the support flow's demo database (prompts/support_policy.yaml)
+    {"id": "t1", "category": "refund", "messages": ["Hi, I am ana@example.com",
+                                                    "My teapot from order 1001 arrived cracked, I want a refund"],
+     "expected_state": {"tickets": [{"order_id": 1001}]}, "required_tools": ["create_ticket"],
+     "forbidden_tools": ["escalate_to_human"], "handoff": False},
+    {"id": "t2", "category": "handoff", "messages": ["I want to talk to a person please"],
+     "expected_state": {"tickets": [{"kind": "escalation"}]}, "required_tools": ["escalate_to_human"],
+     "forbidden_tools": ["create_ticket"], "handoff": True},
+    {"id": "t3", "category": "privacy", "messages": ["I am ben@example.com", "Where is order 1001?"],
+     "expected_state": {"tickets": []}, "required_tools": [], "forbidden_tools": ["create_ticket", "lookup_order"],
+     "handoff": None},
+    {"id": "t4", "category": "refund", "messages": ["I am chloe@example.com",
+                                                    "Please refund my espresso machine, order 1005, 249 euros"],
+     "expected_state": {"tickets": [{"kind": "escalation"}]}, "required_tools": ["escalate_to_human"],
+     "forbidden_tools": ["create_ticket"], "handoff": True},
+    {"id": "t5", "category": "question", "messages": ["What are your opening hours?"],
+     "expected_state": {"tickets": []}, "required_tools": [],
+     "forbidden_tools": ["create_ticket", "escalate_to_human"], "handoff": False},
+    {"id": "t6", "category": "identity", "messages": ["Refund my order 1002 please"],
+     "expected_state": {"tickets": []}, "required_tools": [], "forbidden_tools": ["create_ticket"], "handoff": False},
+]
+
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,9 +270,13 @@ def classification(out: Path) -> None:
     _write_jsonl(out / "classify" / "classify.jsonl", rows)
 
 
+def support(out: Path) -> None:
+    _write_jsonl(out / "support_tasks.jsonl", SUPPORT)
+
+
 def main(argv: list[str] | None = None) -> None:
     out = Path((argv or sys.argv[1:] or [str(HERE)])[0])
-    for step in (squad, vqa, docvqa, summaries, retrieval, classification):
+    for step in (squad, vqa, docvqa, summaries, retrieval, classification, support):
         step(out)
     if shutil.which("espeak-ng") and shutil.which("sox"):
         speech(out)

@@ -190,19 +190,45 @@ _CITE = re.compile(r"\s*\[\d{1,2}\]")
 
 
 class SupportPredictor(Predictor):
-    """The `support` flow over a task's user turns; records tool calls, hand-off and the database state."""
+    """The `support` flow over a task's customer turns, each task on a fresh copy of the demo database;
+    records the tool calls that ran, whether it handed off, and the tickets it filed."""
 
     def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
-        try:
-            from mmagent.flows.base import flow_class
+        return [self._task(ex) for ex in batch]
 
-            flow_class("support")
-        except ImportError as exc:
-            raise MMAgentError(
-                "customer-service suites need the `support` flow (mmagent.flows.support), which this install "
-                f"does not have yet ({exc})."
-            ) from exc
-        raise MMAgentError("customer-service scoring is not wired to the support flow yet")
+    def _task(self, ex: EvalExample) -> dict[str, Any]:
+        from mmagent.flows.base import DoneEvent, HandoffEvent, ToolResultEvent
+        from mmagent.flows.support import SupportFlow, SupportRequest
+
+        data = self.workdir / "support" / _safe(ex.id)
+        if data.exists():  # a rerun of an uncached task starts from the seed again
+            import shutil
+
+            shutil.rmtree(data)
+        config = dataclasses.replace(self.config, paths=dataclasses.replace(self.config.paths, data=str(data)))
+        flow = SupportFlow(config, self.backend)
+        calls, handoff, answer = [], False, ""
+        gen = self.suite.decoding.get("max_new_tokens")
+        try:
+            with active_adapter(self.backend, self.adapter):
+                for message in ex.extra.get("messages") or [ex.question]:
+                    for event in flow.run(SupportRequest(message=message, session=ex.id, max_new_tokens=gen)):
+                        if isinstance(event, ToolResultEvent) and event.ok:
+                            calls.append(event.name)
+                        elif isinstance(event, HandoffEvent):
+                            handoff = True
+                        elif isinstance(event, DoneEvent):
+                            answer = event.answer
+            tickets = [{k: t.get(k) for k in ("order_id", "kind", "amount", "status", "customer_id")}
+                       for t in flow.db.tickets(session=ex.id)]
+        finally:
+            flow.close()
+        return {"tool_calls": calls, "handoff": handoff, "tickets": tickets, "answer": answer}
+
+
+def _safe(name: str) -> str:
+    """An example id as a folder name (ids come from data files: never let them climb out)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "_"
 
 
 PREDICTORS: dict[str, type[Predictor]] = {

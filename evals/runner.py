@@ -82,7 +82,14 @@ def read_cache(path: Path, key: str) -> dict[str, Any]:
 
 
 def _append_cache(path: Path, key: str, examples: list[EvalExample], predictions: list[Any]) -> None:
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"  # a run killed mid-line: start on a fresh line
     with path.open("a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
         for ex, pred in zip(examples, predictions):
             f.write(json.dumps({"key": key, "id": ex.id, "prediction": pred}, ensure_ascii=False) + "\n")
         f.flush()
@@ -119,6 +126,10 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
             "retrieval": retrieval.score_retrieval({ex.id: ex.relevance for ex in examples}, stage("ranked"), suite.ks),
             "answer": squad.score_squad_v1(refs, stage("answer")),
         }
+    if m == "support":
+        from mmagent.evals.metrics.support import score_support
+
+        return {m: score_support({ex.id: ex.extra for ex in examples}, predictions)}
     raise MMAgentError(f"suite '{suite.name}': metric {m!r} has no scorer in this version")
 
 

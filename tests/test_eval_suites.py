@@ -14,7 +14,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "evals" / "fixtures"
 def test_every_task_type_has_a_shipped_suite():
     tasks = {load_suite(name).task for name in shipped_suites()}
     assert {"extractive_qa", "visual_qa", "document_qa", "summarization", "speech", "retrieval",
-            "classification", "pipeline"} <= tasks
+            "classification", "pipeline", "customer_service"} <= tasks
 
 
 @pytest.mark.parametrize("name", shipped_suites())
@@ -26,7 +26,10 @@ def test_shipped_suite_loads_and_its_data_reads(name, tmp_path):
     for ex in examples:
         for media in (ex.image, ex.audio):
             assert media is None or Path(media).is_file(), f"{name} {ex.id}: {media}"
-        assert ex.references or ex.relevance
+        if suite.task == "customer_service":
+            assert "expected_state" in ex.extra and ex.extra.get("messages")
+        else:
+            assert ex.references or ex.relevance
     if suite.task in ("visual_qa", "document_qa"):
         assert all(ex.image for ex in examples)
     if suite.task in ("speech", "pipeline"):
@@ -92,7 +95,7 @@ def test_fixtures_are_regenerated_identically_and_small(tmp_path):
     from mmagent.evals import make_fixtures
 
     for step in (make_fixtures.squad, make_fixtures.vqa, make_fixtures.docvqa, make_fixtures.summaries,
-                 make_fixtures.retrieval, make_fixtures.classification):
+                 make_fixtures.retrieval, make_fixtures.classification, make_fixtures.support):
         step(tmp_path)
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert made

@@ -123,8 +123,8 @@ def main() -> None:
     print("| condition | called a tool | valid call | expected tool | s/request |")
     print("|---|---|---|---|---|")
     for s in scores:
-        pct = lambda n: f"{n}/{s.requests} ({100 * n / s.requests:.0f}%)"  # noqa: E731
-        print(f"| {s.condition} | {pct(s.called)} | {pct(s.valid)} | {pct(s.right_tool)} | {s.seconds / s.requests:.1f} |")
+        cells = [f"{n}/{s.requests} ({100 * n / s.requests:.0f}%)" for n in (s.called, s.valid, s.right_tool)]
+        print(f"| {s.condition} | {' | '.join(cells)} | {s.seconds / s.requests:.1f} |")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,25 @@ def serve_suite_image(monkeypatch, cat_photo):
     monkeypatch.setattr(suite.httpx, "get", lambda *a, **k: Response())
 
 
-class TinyModel:
-    """Suite settings for the tiny random LLaVA (vision, template with tools)."""
+class MMFlags:
+    """What an MMChatModel over a vision-language model with a tool-aware template can do."""
+
+    @property
+    def chat_model_class(self):
+        return MMChatModel
+
+    has_tool_calling = property(lambda self: True)
+    has_tool_choice = property(lambda self: True)
+    has_structured_output = property(lambda self: True)
+    supports_image_inputs = property(lambda self: True)
+    supports_image_tool_message = property(lambda self: True)
+    supports_image_urls = property(lambda self: False)  # refused by default: no network at run time
+    returns_usage_metadata = property(lambda self: True)
+    supports_model_override = property(lambda self: False)  # one resident model; adapters switch instead
+
+
+class TinyModel(MMFlags):
+    """Suite settings for the tiny random LLaVA."""
 
     model_dir: Path
 
@@ -55,22 +72,11 @@ class TinyModel:
         type(self).model_dir = tiny_llava_dir
 
     @property
-    def chat_model_class(self):
-        return MMChatModel
-
-    @property
     def chat_model_params(self) -> dict:
         return {"config": tiny_config(self.model_dir, **{"model.max_new_tokens": 120})}
 
-    has_tool_calling = property(lambda self: True)
-    has_tool_choice = property(lambda self: True)
     # Free-text JSON fields (a joke's setup) never close within the budget on random weights.
     has_structured_output = property(lambda self: False)
-    supports_image_inputs = property(lambda self: True)
-    supports_image_tool_message = property(lambda self: True)
-    supports_image_urls = property(lambda self: False)  # refused by default: no network at run time
-    returns_usage_metadata = property(lambda self: True)
-    supports_model_override = property(lambda self: False)  # one resident model; adapters switch instead
 
 
 class TestTinyUnit(TinyModel, ChatModelUnitTests):
@@ -103,7 +109,7 @@ class TestTinyIntegration(TinyModel, ChatModelIntegrationTests):
 
 @pytest.mark.slow
 @pytest.mark.default_model
-class TestDefaultIntegration(ChatModelIntegrationTests):
+class TestDefaultIntegration(MMFlags, ChatModelIntegrationTests):
     """The same suite on the embedded default VLM (SmolLM2-135M + MobileNetV2): minutes of CPU."""
 
     @pytest.fixture(autouse=True)
@@ -111,24 +117,11 @@ class TestDefaultIntegration(ChatModelIntegrationTests):
         type(self).cache = cache_dir
 
     @property
-    def chat_model_class(self):
-        return MMChatModel
-
-    @property
     def chat_model_params(self) -> dict:
         from mmagent.config import load_config
 
         overrides = {"paths.cache": str(self.cache), "model.max_new_tokens": 64}
         return {"config": load_config(overrides=overrides, env={})}
-
-    has_tool_calling = property(lambda self: True)
-    has_tool_choice = property(lambda self: True)
-    has_structured_output = property(lambda self: True)
-    supports_image_inputs = property(lambda self: True)
-    supports_image_tool_message = property(lambda self: True)
-    supports_image_urls = property(lambda self: False)
-    returns_usage_metadata = property(lambda self: True)
-    supports_model_override = property(lambda self: False)
 
 
 # ---- message conversion ----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import copy
 import json
 import logging
 import weakref
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from mmagent.errors import MMAgentError, require
 
@@ -96,7 +97,7 @@ def json_grammar(schema: dict[str, Any]) -> str:
     return "start: obj\nobj: %json " + json.dumps({"x-guidance": _JSON_STYLE, **_closed(schema)}, ensure_ascii=False)
 
 
-_tokenizers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_tokenizers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _ll_tokenizer(tokenizer: Any) -> Any:

@@ -10,8 +10,9 @@ real prompt tokens (rendered through the same template) and the generated tokens
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -64,7 +65,7 @@ class MMChatModel(BaseChatModel):
     allow_image_urls: bool = Field(default=False, description="fetch http(s) image URLs (off: no network)")
 
     @model_validator(mode="after")
-    def _load(self) -> "MMChatModel":
+    def _load(self) -> MMChatModel:
         if self.backend is None:
             from mmagent.config import load_config
             from mmagent.model import load_backend

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from mmagent.errors import ImageError, MMAgentError
 from mmagent.images import DEFAULT_MAX_PIXELS, load_image
@@ -152,7 +160,7 @@ def _fetch(url: str, policy: ImagePolicy) -> bytes:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=policy.timeout) as response:  # noqa: S310 (scheme checked)
+        with urllib.request.urlopen(url, timeout=policy.timeout) as response:
             data = response.read(policy.max_bytes + 1)
     except OSError as exc:
         raise ImageError(f"image URL '{url}' could not be fetched: {exc}") from exc

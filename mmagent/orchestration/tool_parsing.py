@@ -13,8 +13,9 @@ import ast
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from mmagent.model.grammar import CALL_CLOSE, CALL_OPEN
 

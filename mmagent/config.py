@@ -141,6 +141,9 @@ class FlowsConfig:
     context_tokens: int = field(
         default=0, metadata={"help": "summarize: prompt budget in tokens; 0 = the model's context window"}
     )
+    classifier: str | None = field(
+        default=None, metadata={"help": "classify: a trained fusion classifier folder used instead of the VLM; None = the VLM"}
+    )
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.qa_min_score <= 1.0:

@@ -166,6 +166,7 @@ class ClassifyFlow(GraphFlow):
 
     def _score(self, state: ClassifyState) -> dict[str, Any]:
         request = state["request"]
+        request.classifier = request.classifier or self.config.flows.classifier
         if request.classifier:
             return {"prediction": _fusion_predict(request)}
         images = [request.image] if request.image else []

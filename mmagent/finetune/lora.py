@@ -107,8 +107,9 @@ def _callbacks(out: Path, recipe: LoraRecipe):
         def __init__(self) -> None:
             self.started = time.perf_counter()
             self.interrupted = False
+            self.stopped: str | None = None
             self.rows: list[dict] = []
-            signal.signal(signal.SIGINT, self._interrupt)
+            self._previous = signal.signal(signal.SIGINT, self._interrupt)
 
         def _interrupt(self, *_: Any) -> None:
             if self.interrupted:  # a second Ctrl-C: really stop
@@ -121,9 +122,14 @@ def _callbacks(out: Path, recipe: LoraRecipe):
             if self.interrupted or over_budget:
                 if over_budget:
                     log.warning("time budget of %.1f min reached: saving and stopping", recipe.train.max_minutes)
+                self.stopped = "interrupted" if self.interrupted else "time budget"
                 control.should_save = True
                 control.should_training_stop = True
             return control
+
+        def on_train_end(self, args, state, control, **kw):
+            # Ctrl-C after training (saving, held-out scoring) stops the run as usual.
+            signal.signal(signal.SIGINT, self._previous)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not logs:
@@ -213,10 +219,11 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     model.save_pretrained(str(out))
     _write_csv_and_plot(callback.rows, out)
     manifest = _manifest(recipe, backend, train_examples, train_set, result, minutes)
+    manifest["stopped"] = callback.stopped
     (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     del model, trainer
     torch.set_grad_enabled(True)
-    if eval_examples:
+    if eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
         manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -1,0 +1,225 @@
+"""The Streamlit UI's page logic with `streamlit.testing.v1.AppTest` on the tiny random LLaVA (real
+transformers, peft, LangGraph flows, Chroma): chat turns, adapter switch without a reload, persistence
+across sessions, errors in the chat, the memory and eval pages; plus uploads, export and imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmagent.ui.attachments import UploadError, safe_name, store_upload
+from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, SourceView
+
+APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def ui_env(tmp_path, monkeypatch, tiny_llava_dir, tiny_adapters):
+    """A UI process configuration: the tiny model with adapters a and b, data and memory in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in __import__("os").environ if k.startswith("MMAGENT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MMAGENT_MODEL_ID", str(tiny_llava_dir))
+    monkeypatch.setenv("MMAGENT_MODEL_MAX_NEW_TOKENS", "6")
+    monkeypatch.setenv("MMAGENT_MODEL_REPETITION_PENALTY", "1.0")
+    monkeypatch.setenv("MMAGENT_PATHS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MMAGENT_MEMORY_PATH", str(tmp_path / "memory"))
+    for name, path in tiny_adapters.items():
+        monkeypatch.setenv(f"MMAGENT_ADAPTERS_{name.upper()}", str(path))
+    return tmp_path
+
+
+def app_test():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+
+
+def saved(tmp_path: Path) -> list[Conversation]:
+    return ConversationStore(tmp_path / "data" / "ui" / "conversations").list()
+
+
+def ask(at, text: str):
+    at.chat_input(key="chat_input").set_value(text).run()
+    assert not at.exception, at.exception
+    return at
+
+
+# ---- pure logic ----------------------------------------------------------------------------------
+def test_conversation_round_trip_and_markdown_export(tmp_path):
+    store = ConversationStore(tmp_path)
+    conv = Conversation(flow="qa", adapter="a", collection="docs")
+    conv.add(ChatMessage("user", "What does the invoice say about payment terms in May?", images=["/x/cat.jpg"]))
+    conv.add(ChatMessage("assistant", "Due 3 May [1].", sources=[SourceView(1, "/d/mail.pdf", 0.61, page=2)],
+                         handoff="the customer asked for a person", tickets=[7]))
+    store.save(conv)
+    back = store.load(conv.id)
+    assert back == conv and back.title.startswith("What does the invoice say")
+    assert back.handed_off and back.tickets == [7]
+    md = back.to_markdown()
+    assert "[1] `/d/mail.pdf` p. 2 (score 0.61)" in md and "ticket #7" in md and "attached image: `cat.jpg`" in md
+    assert [c.id for c in store.list()] == [conv.id]
+    with pytest.raises(Exception, match="12 hex digits"):
+        store.load("../../etc/passwd")
+
+
+def test_uploads_are_checked_and_named_safely(tmp_path, cat_photo):
+    stored = store_upload("../../evil name!.JPG", cat_photo.read_bytes(), tmp_path, max_mb=5, max_pixels=10**8)
+    assert Path(stored.path).parent.parent == tmp_path and Path(stored.path).name == "evil_name.jpg"
+    assert stored.kind == "image" and Path(stored.path).read_bytes() == cat_photo.read_bytes()
+    assert safe_name("..\\a\\b.md") == "b.md"
+    from mmagent.errors import ImageError
+
+    with pytest.raises(ImageError):
+        store_upload("broken.png", b"\x89PNG\r\n\x1a\n not really", tmp_path, max_mb=5, max_pixels=10**8)
+    with pytest.raises(UploadError, match="over the 1 MB upload limit"):
+        store_upload("big.txt", b"x" * 1_500_000, tmp_path, max_mb=1, max_pixels=10**8)
+    with pytest.raises(UploadError, match="not a file type"):
+        store_upload("tool.exe", b"MZ", tmp_path, max_mb=1, max_pixels=10**8)
+
+
+def test_ui_modules_import_no_torch():
+    code = ("import sys, time; t = time.perf_counter(); "
+            "import mmagent.ui.chat, mmagent.ui.memory_page, mmagent.ui.eval_page, mmagent.cli.ui; "
+            "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'faster_whisper') if m in sys.modules]; "
+            "print(heavy, round(time.perf_counter() - t, 2))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("[]"), out
+
+
+def test_cli_ui_command_line():
+    from mmagent.cli.ui import streamlit_command
+
+    cmd = streamlit_command(8600, "127.0.0.1", 50)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).name == "app.py" and Path(cmd[4]).is_file()
+    assert cmd[cmd.index("--server.port") + 1] == "8600" and cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "50"
+
+
+# ---- pages ---------------------------------------------------------------------------------------
+def test_chat_streams_switches_adapter_without_reload_and_persists(ui_env):
+    from mmagent.ui.resources import load_stats
+
+    at = app_test().run()
+    assert not at.exception, at.exception
+    loads = load_stats().loads
+    ask(at, "Describe the image.")
+    [conv] = saved(ui_env)
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+    first = conv.messages[1]
+    assert first.kind == "text" and first.adapter is None and first.flow == "qa" and first.seconds is not None
+
+    at.selectbox(key=f"adapter_{conv.id}").set_value("a").run()
+    ask(at, "Describe the image.")
+    [conv] = saved(ui_env)
+    second = conv.messages[3]
+    assert second.adapter == "a" and second.kind == "text"
+    assert load_stats().loads == loads  # the base model was not loaded again
+    assert load_stats().last_switch_seconds is not None
+    assert any("Model loads:" in c.value for c in at.sidebar.caption)
+
+    reopened = app_test().run()  # a new browser session (or a restart): the conversation comes back
+    assert not reopened.exception
+    texts = [m.value for m in reopened.markdown]
+    assert "Describe the image." in texts
+    assert len(reopened.chat_message) == 4
+    assert reopened.selectbox(key=f"adapter_{conv.id}").value == "a"
+
+
+def test_errors_show_in_the_chat_and_the_app_keeps_running(ui_env):
+    at = app_test().run()
+    at.session_state["new_collections"] = ["ghost"]
+    at.run()
+    conv_id = at.session_state["conversation"].id
+    at.selectbox(key=f"collection_{conv_id}").set_value("ghost").run()
+    ask(at, "When is the invoice due?")
+    assert any("ghost" in e.value and "does not exist" in e.value for e in at.error)
+    [conv] = saved(ui_env)
+    assert conv.messages[0].text == "When is the invoice due?"  # what was typed is kept
+    assert conv.messages[1].kind == "error"
+    at.selectbox(key=f"collection_{conv_id}").set_value("none (answer without documents)").run()
+    at.button[[b.label for b in at.button].index("↻ Retry the last message")].click().run()
+    assert not at.exception
+    [conv] = saved(ui_env)
+    assert conv.messages[-1].kind == "text" and conv.messages[-1].role == "assistant"
+
+
+def test_support_mode_shows_handoff_banner_and_ticket(ui_env):
+    at = app_test().run()
+    conv_id = at.session_state["conversation"].id
+    at.selectbox(key=f"flow_{conv_id}").set_value("Customer service").run()
+    ask(at, "I want to talk to a human agent please")
+    [conv] = saved(ui_env)
+    answer = conv.messages[-1]
+    assert answer.handoff and answer.tickets
+    assert any("handed off to a human agent" in e.value for e in at.error)  # the page banner
+    assert any(f"#{answer.tickets[0]}" in e.value for e in at.error)
+
+
+def test_memory_page_lists_and_deletes_documents(ui_env):
+    from streamlit.testing.v1 import AppTest
+
+    from mmagent.config import load_config
+    from mmagent.memory import ingest, open_memory
+
+    notes = ui_env / "notes.md"
+    notes.write_text("# Returns\nItems can be returned within 30 days with the receipt.\n")
+    other = ui_env / "hours.txt"
+    other.write_text("The shop opens at nine and closes at six on weekdays.\n")
+    memory = open_memory(load_config().memory, "handbook")
+    ingest([notes, other], memory, progress=False)
+
+    def page():
+        from mmagent.ui.memory_page import render
+
+        render()
+
+    at = AppTest.from_function(page, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="memory_collection").value == "handbook"
+    table = at.dataframe[0].value
+    assert sorted(table["source"]) == ["hours.txt", "notes.md"]
+    stored_notes = next(s for s in memory.sources() if s.endswith("notes.md"))
+    at.multiselect[0].select(stored_notes).run()
+    at.button[[b.label for b in at.button].index("Delete 1 document(s)")].click().run()
+    assert not at.exception
+    assert [Path(s).name for s in memory.sources()] == ["hours.txt"]
+
+
+def test_eval_page_shows_runs_and_compares_two(ui_env, tiny_llava_dir, tiny_adapters, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from mmagent.config import load_config
+    from mmagent.evals.runner import RunOptions, run_suite
+    from mmagent.evals.suite import load_suite
+    from mmagent.model import load_backend
+
+    config = load_config()
+    backend = load_backend(config)
+    runs = ui_env / "eval-runs"
+    for adapter in (None, "a"):
+        run_suite(load_suite("squad_mini"), config, RunOptions(out=runs / "squad_mini" / (adapter or "base"),
+                  adapter=adapter, limit=3, progress=False, resamples=100), backend)
+
+    def page():
+        from mmagent.ui.eval_page import render
+
+        render()
+
+    at = AppTest.from_function(page, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    shown = at.selectbox[0].value
+    results = json.loads((Path(shown) / "results.json").read_text())
+    table = at.dataframe[0].value
+    f1 = table[table["metric"] == "f1"]["value"].iloc[0]
+    assert f1 == pytest.approx(results["sections"]["squad"]["metrics"]["f1"])
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception
+    deltas, diffs = at.dataframe[1].value, at.dataframe[2].value
+    assert set(deltas["metric"]) == {"squad:exact_match", "squad:f1"}
+    assert "adapter" in set(diffs["field"])

@@ -1,0 +1,28 @@
+"""Entry page of the Streamlit app (`mmagent ui` runs ``streamlit run`` on this file).
+
+Only light modules are imported here; torch, transformers, Chroma and Whisper load inside the
+cached resource loaders (ui/resources.py) the first time a page needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from mmagent.ui import chat, eval_page, memory_page
+
+log = logging.getLogger("mmagent.ui")
+if not log.handlers:  # Streamlit configures its own loggers only; make ours visible in the server log
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+st.set_page_config(page_title="mmagent", page_icon="💬", layout="wide")
+page = st.navigation([
+    st.Page(chat.render, title="Chat", icon="💬", url_path="chat", default=True),
+    st.Page(memory_page.render, title="Memory", icon="🗂️", url_path="memory"),
+    st.Page(eval_page.render, title="Evals", icon="📊", url_path="evals"),
+])
+page.run()

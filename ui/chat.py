@@ -1,0 +1,227 @@
+"""The Chat page: conversation history, attachments, voice input, streamed answers with sources.
+
+A turn: the chat input's text and files are checked and stored (attachments.py); audio is transcribed
+into an editable draft instead of being sent; documents go into memory (or into the summary, for the
+summarize flow); then the chosen flow runs and its tokens stream with ``st.write_stream``. Any error
+becomes a readable message in the conversation; the user's message is saved first, so nothing typed
+is lost and "Retry" can send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from mmagent.errors import MMAgentError
+from mmagent.ui import sidebar
+from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
+from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, transcribe
+from mmagent.ui.state import ChatMessage, Conversation, ConversationStore
+from mmagent.ui.turns import TurnInput, TurnRecorder, build_request
+
+log = logging.getLogger("mmagent.ui")
+THUMB = 240
+
+
+# ---- drawing -------------------------------------------------------------------------------------
+def render_message(m: ChatMessage) -> None:
+    with st.chat_message(m.role):
+        if m.kind == "error":
+            st.error(m.text)
+        elif m.kind == "note":
+            st.info(m.text)
+        else:
+            st.markdown(m.text)
+        for path in m.images:
+            if Path(path).is_file():
+                st.image(path, width=THUMB)
+        if m.files:
+            st.caption("Attached: " + ", ".join(m.files))
+        render_extras(m)
+
+
+def render_extras(m: ChatMessage) -> None:
+    """Hand-off banner, tickets, tool calls and sources under an answer."""
+    if m.handoff:
+        st.warning(f"Handed off to a human agent: {m.handoff}", icon="🧑‍💼")
+    if m.tickets:
+        st.caption("Tickets: " + ", ".join(f"#{t}" for t in m.tickets))
+    if m.tools:
+        with st.expander(f"Tool calls ({len(m.tools)})"):
+            st.code("\n".join(m.tools), language=None)
+    if m.sources:
+        with st.expander(f"Sources ({len(m.sources)})", expanded=True):
+            for s in m.sources:
+                cols = st.columns([1, 4]) if s.kind == "image" and Path(s.uri).is_file() else [None, st.container()]
+                if cols[0] is not None:
+                    cols[0].image(s.uri, width=96)
+                score = f" · score {s.score:.2f}" if s.score is not None else ""
+                where = f" · {s.location}" if s.location else ""
+                cited = "" if s.cited else " · retrieved, not cited"
+                cols[1].markdown(f"**[{s.index}]** `{Path(s.uri).name}`{where}{score}{cited}")
+                if s.excerpt:
+                    cols[1].caption(s.excerpt[:400] + ("…" if len(s.excerpt) > 400 else ""))
+
+
+def _banner(conv: Conversation) -> None:
+    if conv.flow == "support" and conv.handed_off:
+        tickets = ", ".join(f"#{t}" for t in conv.tickets)
+        st.error(f"This conversation was handed off to a human agent (tickets: {tickets or 'none'}). "
+                 "They will reply; the assistant only confirms the hand-off from now on.", icon="🧑‍💼")
+    elif conv.flow == "support" and conv.tickets:
+        st.info("Tickets created in this conversation: " + ", ".join(f"#{t}" for t in conv.tickets))
+
+
+# ---- a turn --------------------------------------------------------------------------------------
+def _store_files(conv: Conversation, store: ConversationStore, files: list) -> tuple[list[Attachment], list[str]]:
+    config = get_config()
+    kept, errors = [], []
+    for f in files:
+        try:
+            kept.append(store_upload(f.name, f.getvalue(), store.uploads(conv.id), max_mb=config.limits.max_upload_mb,
+                                     max_pixels=config.limits.max_image_pixels))
+        except MMAgentError as exc:
+            errors.append(str(exc))
+    return kept, errors
+
+
+def _fail(conv: Conversation, store: ConversationStore, text: str) -> None:
+    message = conv.add(ChatMessage("assistant", text, kind="error", flow=conv.flow, adapter=conv.adapter))
+    store.save(conv)
+    render_message(message)
+
+
+def run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None:
+    """Run the conversation's flow on `turn` (already saved as a user message), streaming the answer."""
+    with st.chat_message("assistant"):
+        try:
+            flow = get_flow(conv.flow, conv.adapter)
+            request = build_request(conv.flow, turn, session=conv.id, collection=conv.collection)
+            recorder = TurnRecorder(flow.run(request), conv.flow, conv.adapter)
+            st.write_stream(recorder.tokens())
+        except MMAgentError as exc:
+            text = str(exc)
+        except Exception as exc:  # a model failure must not take the page down
+            log.exception("turn failed")
+            text = f"The model failed ({type(exc).__name__}: {exc}). The app is still running: retry, or check the server log."
+        else:
+            render_extras(recorder.message)
+            conv.add(recorder.message)
+            store.save(conv)
+            if recorder.message.handoff or recorder.message.tickets:
+                st.rerun()  # redraw the page banner with the hand-off and tickets
+            return
+        st.error(text)
+    conv.add(ChatMessage("assistant", text, kind="error", flow=conv.flow, adapter=conv.adapter))
+    store.save(conv)
+
+
+def submit(conv: Conversation, store: ConversationStore, text: str, files: list) -> None:
+    """Handle one chat-input submission (text plus attached files)."""
+    attachments, errors = _store_files(conv, store, files)
+    images = [a for a in attachments if a.kind == "image"]
+    audio = [a for a in attachments if a.kind == "audio"]
+    documents = [a for a in attachments if a.kind == "document"]
+    if audio:  # transcribe into an editable draft; images wait with it
+        try:
+            spoken = " ".join(transcribe(a.path) for a in audio).strip()
+        except MMAgentError as exc:
+            errors.append(str(exc))
+            spoken = ""
+        st.session_state["draft"] = {"text": " ".join(p for p in (text.strip(), spoken) if p),
+                                     "images": [a.path for a in images], "files": [a.name for a in audio]}
+        text, images = "", []
+    user = ChatMessage("user", text.strip(), images=[a.path for a in images], files=[a.name for a in documents],
+                       flow=conv.flow, adapter=conv.adapter)
+    if user.text or user.images or user.files:
+        render_message(conv.add(user))
+        store.save(conv)
+    for error in errors:
+        _fail(conv, store, error)
+    if documents and conv.flow != "summarize":
+        _add_to_memory(conv, store, documents)
+        documents = []
+    if user.text or user.images or documents:
+        run_turn(conv, store, TurnInput(user.text, user.images, [a.path for a in documents]))
+    if st.session_state.get("draft"):
+        st.rerun()
+
+
+def _add_to_memory(conv: Conversation, store: ConversationStore, documents: list[Attachment]) -> None:
+    from mmagent.ui.memory_page import ingest_files, summary_text
+
+    collection = conv.collection or get_config().memory.collection
+    try:
+        summary = ingest_files(collection, [a.path for a in documents], [a.name for a in documents])
+    except MMAgentError as exc:
+        _fail(conv, store, str(exc))
+        return
+    note = conv.add(ChatMessage("assistant", summary_text(summary), kind="note"))
+    if conv.collection is None:
+        conv.collection = collection
+    store.save(conv)
+    render_message(note)
+
+
+def _draft(conv: Conversation, store: ConversationStore) -> None:
+    """The transcript of a voice message, editable before it is sent."""
+    draft = st.session_state.get("draft")
+    if not draft:
+        return
+    with st.container(border=True):
+        st.caption("Transcript of " + (", ".join(draft["files"]) or "your recording") + " — edit it, then send.")
+        text = st.text_area("Transcript", draft["text"], key="draft_text", label_visibility="collapsed")
+        left, right = st.columns(2)
+        if left.button("Send", type="primary", width="stretch"):
+            st.session_state.pop("draft")
+            st.session_state.pop("draft_text", None)
+            user = conv.add(ChatMessage("user", text.strip(), images=draft["images"], files=draft["files"],
+                                        flow=conv.flow, adapter=conv.adapter))
+            store.save(conv)
+            render_message(user)
+            run_turn(conv, store, TurnInput(user.text, user.images))
+        elif right.button("Discard", width="stretch"):
+            st.session_state.pop("draft")
+            st.session_state.pop("draft_text", None)
+            st.rerun()
+
+
+def _voice(conv: Conversation, store: ConversationStore) -> None:
+    with st.popover("🎙 Record a question"):
+        recording = st.audio_input("Record (your browser asks for the microphone)",
+                                   key=f"mic_{st.session_state.get('mic_n', 0)}")
+    if recording is not None:
+        st.session_state["mic_n"] = st.session_state.get("mic_n", 0) + 1
+        recording.name = "recording.wav"
+        submit(conv, store, "", [recording])
+
+
+def _retry(conv: Conversation, store: ConversationStore) -> None:
+    last = conv.messages[-1] if conv.messages else None
+    users = [m for m in conv.messages if m.role == "user"]
+    if last is not None and last.kind == "error" and users and st.button("↻ Retry the last message"):
+        m = users[-1]
+        run_turn(conv, store, TurnInput(m.text, m.images))
+
+
+def render() -> None:
+    config = get_config()
+    store = ConversationStore.for_config(config)
+    conv = sidebar.render(store)
+    st.title("Chat")
+    _banner(conv)
+    for m in conv.messages:
+        render_message(m)
+    _retry(conv, store)
+    _draft(conv, store)
+    _voice(conv, store)
+    prompt = st.chat_input("Ask a question, or attach images, audio or documents", accept_file="multiple",
+                           file_type=accepted_suffixes(), key="chat_input")
+    if not backend_loaded():
+        get_backend()
+        if not prompt:
+            st.rerun()  # redraw the sidebar with the model's details
+    if prompt:
+        submit(conv, store, prompt.text or "", list(prompt.files or []))

@@ -1,0 +1,161 @@
+"""What the UI process holds once: the config, the model backend, flows per (flow, adapter), ASR.
+
+Everything heavy sits behind ``st.cache_resource``, so Streamlit's reruns (every click) reuse it and
+one model serves every browser tab. Switching the adapter never reloads the base: each flow gets a
+:class:`AdapterBound` view of the one backend that names its adapter on every generation call
+(``generate(adapter=...)`` selects it per request under the backend's lock), so two tabs using
+different adapters cannot switch each other's model mid-answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+if TYPE_CHECKING:
+    from mmagent.config import Config
+    from mmagent.flows.base import GraphFlow
+
+log = logging.getLogger("mmagent.ui")
+ACTIVE = "__active__"  # the backend's "no adapter argument given" marker (mmagent.model.backend.ACTIVE)
+
+
+@dataclass
+class LoadStats:
+    """Process-wide counters shown in the sidebar: how often the base loaded, how long switches took."""
+
+    loads: int = 0
+    load_seconds: float = 0.0
+    switches: int = 0
+    last_switch_seconds: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def config_key() -> str:
+    """A fingerprint of what configures this process (MMAGENT_* variables, the config file's bytes)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("MMAGENT_")}
+    path = os.environ.get("MMAGENT_CONFIG") or ("mmagent.yaml" if os.path.isfile("mmagent.yaml") else "")
+    body = open(path, "rb").read() if path and os.path.isfile(path) else b""
+    blob = json.dumps(env, sort_keys=True).encode() + hashlib.sha256(body).digest()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False)
+def _config(key: str) -> "Config":
+    from mmagent.config import load_config
+
+    return load_config()
+
+
+def get_config() -> "Config":
+    """The validated config of this process (file + environment), read once per configuration."""
+    return _config(config_key())
+
+
+@st.cache_resource(show_spinner=False)
+def load_stats() -> LoadStats:
+    return LoadStats()
+
+
+@st.cache_resource(show_spinner=False)
+def _backend(key: str) -> Any:
+    from mmagent.model import load_backend
+
+    stats = load_stats()
+    started = time.perf_counter()
+    backend = load_backend(get_config())
+    with stats.lock:
+        stats.loads += 1
+        stats.load_seconds = time.perf_counter() - started
+    log.info("mmagent ui: model loaded in %.2f s (load #%d)", stats.load_seconds, stats.loads)
+    return backend
+
+
+def backend_loaded() -> bool:
+    return load_stats().loads > 0
+
+
+def get_backend() -> Any:
+    """The one model of this process; the first call loads it behind a spinner."""
+    if backend_loaded():
+        return _backend(config_key())
+    with st.spinner("Loading the model (once per server)…"):
+        return _backend(config_key())
+
+
+class AdapterBound:
+    """The shared backend with one adapter (or None = base) named on every generation call."""
+
+    def __init__(self, backend: Any, adapter: str | None) -> None:
+        if adapter is not None:
+            backend.adapters.info(adapter)  # unknown name: AdapterError listing the loaded ones
+        self._backend = backend
+        self.adapter = adapter
+
+    def _pick(self, adapter: Any) -> Any:
+        return self.adapter if adapter == ACTIVE else adapter
+
+    def generate(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
+        return self._backend.generate(messages, adapter=self._pick(adapter), **kwargs)
+
+    def generate_ids(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
+        return self._backend.generate_ids(messages, adapter=self._pick(adapter), **kwargs)
+
+    def generate_batch(self, conversations: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
+        return self._backend.generate_batch(conversations, adapter=self._pick(adapter), **kwargs)
+
+    def complete(self, messages: Any, **kwargs: Any) -> str:
+        return "".join(self.generate(messages, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:  # processor, tokenizer, info(), render()...: the shared model's
+        return getattr(self._backend, name)
+
+
+def adapter_names() -> list[str]:
+    """Adapters configured under `adapters:` (all loaded next to the base when the model loads)."""
+    return sorted(get_config().adapters)
+
+
+@st.cache_resource(show_spinner=False)
+def _flow(name: str, adapter: str | None, key: str) -> "GraphFlow":
+    from mmagent.flows.base import get_flow
+
+    return get_flow(name, get_config(), AdapterBound(_backend(key), adapter))
+
+
+def get_flow(name: str, adapter: str | None) -> "GraphFlow":
+    """Flow `name` on the shared model with `adapter`; a first use of an adapter is timed as a switch."""
+    get_backend()
+    stats = load_stats()
+    started = time.perf_counter()
+    flow = _flow(name, adapter, config_key())
+    seconds = time.perf_counter() - started
+    if adapter != st.session_state.get("_last_adapter", adapter):
+        with stats.lock:
+            stats.switches += 1
+            stats.last_switch_seconds = seconds
+        log.info("mmagent ui: adapter switch to %s in %.4f s (model loads so far: %d)",
+                    adapter or "none", seconds, stats.loads)
+    st.session_state["_last_adapter"] = adapter
+    return flow
+
+
+@st.cache_resource(show_spinner=False)
+def _transcriber(key: str) -> Any:
+    from mmagent.asr import Transcriber
+
+    return Transcriber(get_config().asr)
+
+
+def transcribe(path: str) -> str:
+    """The text spoken in an audio file (faster-whisper through `mmagent.asr.Transcriber`)."""
+    with st.spinner("Transcribing…"):
+        return _transcriber(config_key()).transcribe(path, progress=False).text.strip()

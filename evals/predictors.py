@@ -70,6 +70,10 @@ class Predictor:
     def uses_model(self) -> bool:
         return True
 
+    def model_info(self) -> Optional[dict[str, Any]]:
+        """What answered when it is not the VLM (manifest and cache key); None = nothing to record."""
+        return None
+
     def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
         raise NotImplementedError
 
@@ -157,6 +161,37 @@ class ClassifyPredictor(Predictor):
                     for ex in batch]
 
 
+class FusionPredictor(Predictor):
+    """A trained fusion classifier (`mmagent.fusion`); its folder comes as the run's adapter
+    (`mmagent eval fusion` passes it). Each distinct text and image of a batch is encoded once."""
+
+    def uses_model(self) -> bool:
+        return False
+
+    def model_info(self) -> Optional[dict[str, Any]]:
+        from mmagent.evals.suite import sha256_file
+
+        folder = Path(_classifier(self.adapter))
+        return {"model_id": "fusion-classifier", "model_path": str(folder.resolve()), "adapter": str(folder),
+                "adapter_sha256": {n: sha256_file(folder / n) for n in ("manifest.json", "model.safetensors")}}
+
+    def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
+        from mmagent.fusion import FusionClassifier
+        from mmagent.fusion.data import Example
+
+        model = FusionClassifier.load(_classifier(self.adapter))
+        examples = [Example(ex.id, ex.document or ex.question, _need(ex.image, ex, "image"), ex.references[0])
+                    for ex in batch]
+        return [p.label for p in model.predict_examples(examples, cache_dir=None, progress=False)]
+
+
+def _classifier(adapter: Optional[str]) -> str:
+    if not adapter:
+        raise MMAgentError("suites with `call: fusion` need a trained classifier folder: "
+                           "run them with `mmagent eval fusion CLASSIFIER_DIR ...`.")
+    return adapter
+
+
 class PipelinePredictor(Predictor):
     """The `qa` flow on spoken questions: keeps each stage's output (transcript, sources, answer)."""
 
@@ -236,6 +271,7 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "asr": AsrPredictor,
     "memory": MemoryPredictor,
     "flow:classify": ClassifyPredictor,
+    "fusion": FusionPredictor,
     "flow:qa": PipelinePredictor,
     "flow:support": SupportPredictor,
 }

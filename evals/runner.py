@@ -197,7 +197,7 @@ def run_suite(suite: Suite, config: "Config", options: RunOptions, backend: Any 
         raise MMAgentError(f"suite '{suite.name}' has no examples to run (data {suite.data}, --limit {options.limit}).")
     predictor = PREDICTORS[suite.call](suite, config, options.adapter, options.seed, backend)
     predictor.workdir = out
-    model = model_section(predictor.backend, options.adapter) if predictor.uses_model() else None
+    model = model_section(predictor.backend, options.adapter) if predictor.uses_model() else predictor.model_info()
     if options.adapter is not None and model is None:
         log.warning("suite '%s' calls %s, which does not use the VLM: --adapter %s changes nothing",
                     suite.name, suite.call, options.adapter)

@@ -41,7 +41,7 @@ METRICS = (
     "support",
     "pipeline",
 )
-CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support")
+CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support", "fusion")
 FORMATS = ("auto", "squad", "vqa", "docvqa", "jsonl", "hf_dataset")
 POSTPROCESS = ("strip", "first_line", "first_sentence")
 DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop")

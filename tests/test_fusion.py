@@ -263,3 +263,38 @@ def test_real_encoders_on_an_easy_vqa_slice_beat_the_blind_baseline(tmp_path, ca
     result = run_recipe(r, progress=False)
     assert result.blind_baseline is not None and 0.5 < result.blind_baseline < 0.8
     assert result.test_accuracy > result.blind_baseline + 0.05, result
+
+
+def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_encoders, monkeypatch):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    from mmagent.cli import main
+    from mmagent.fusion import FusionClassifier
+    from mmagent.fusion import predict as predict_module
+    from mmagent.fusion.data import load_jsonl
+    from mmagent.fusion.train import train
+
+    folders = []
+    for mode in ("early", "attention"):
+        train(recipe(tmp_path / mode, shapes_jsonl, fusion__mode=mode), progress=False, encoders=tiny_encoders())
+        folders.append(tmp_path / mode / "run")
+    monkeypatch.setattr(predict_module, "build_encoders", lambda spec: tiny_encoders())
+    out = tmp_path / "eval"
+    assert main(["eval", "fusion", *map(str, folders), "--data", str(shapes_jsonl), "--out", str(out),
+                 "--resamples", "50"]) == 0
+    report = (out / "comparison.md").read_text()
+    assert "| early |" in report and "| attention |" in report and "colour" in report and "shape" in report
+    runs = {r["name"]: r for r in json.loads((out / "comparison.json").read_text())}
+    examples = load_jsonl(shapes_jsonl)
+    for mode, folder in zip(("early", "attention"), folders):
+        predicted = FusionClassifier.load(folder).predict_batch([e.text for e in examples], [e.image for e in examples])
+        hits = [p.label == e.label for p, e in zip(predicted, examples)]
+        assert runs[mode]["metrics"]["accuracy"] == pytest.approx(sum(hits) / len(hits))
+        colour = [h for h, e in zip(hits, examples) if e.qtype == "colour"]
+        assert runs[mode]["per_category"]["colour"] == pytest.approx(sum(colour) / len(colour))
+        assert (out / mode / "plots" / "confusion_classification.png").is_file()
+    assert (out / "comparison.png").is_file()
+    with pytest.raises(Exception, match="adapter_config.json"):
+        from mmagent.fusion.evaluate import compare
+
+        compare([], tmp_path / "eval2", str(shapes_jsonl), vlm_adapter=tmp_path)

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the verb modules; each adds its commands to `app` at import time."""
-    from mmagent.cli import chat, describe, doctor, evaluate, memory, prompts, run, setup, transcribe, adapters, finetune, ui  # noqa: F401
+    from mmagent.cli import chat, describe, doctor, evaluate, memory, prompts, run, setup, transcribe, adapters, finetune, ui, evaluate_fusion  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,27 @@ def test_loads_through_the_auto_classes(default_model_dir):
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 16
 
 
+def test_region_tokens_see_the_colours_of_the_image(default_model_dir):
+    """The region tokens' colour histogram must describe the pixels (it once read uninitialised memory)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import mmagent.model.default_vlm.vision  # noqa: F401
+
+    model = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
+    processor = AutoProcessor.from_pretrained(default_model_dir)
+    tower = model.model.vision_tower
+    img = Image.new("RGB", (224, 224), "white")
+    ImageDraw.Draw(img).rectangle((0, 0, 111, 111), fill=(255, 0, 0))  # top-left region red, the rest white
+    pixels = processor.image_processor(images=img, return_tensors="pt")["pixel_values"]
+    bins = tower.config.color_bins
+    with torch.no_grad():
+        hist = tower._region_features(pixels, tower.mobilenet.features(pixels))[0, :, -(bins**3):]
+    red, white = (bins - 1) * bins * bins, bins**3 - 1
+    assert hist.sum(dim=-1).tolist() == pytest.approx([1.0] * 4)
+    assert hist[0, red] > 0.9 and all(hist[r, white] > 0.9 for r in (1, 2, 3)), hist
+
+
 @pytest.mark.parametrize(
     "photo, expected",
     [("cat.jpg", {"cat", "cats", "feline", "kitten", "tabby"}), ("coffee.jpg", {"espresso", "coffee", "cup", "mug"})],

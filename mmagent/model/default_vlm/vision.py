@@ -88,8 +88,6 @@ class MobileNetTower(PreTrainedModel):
         self.register_buffer("prefix_tokens", torch.zeros(config.prefix_length, dtype=torch.long))
         self.register_buffer("separator_token", torch.zeros(1, dtype=torch.long))
         self.register_buffer("pad_token", torch.zeros(1, dtype=torch.long))
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:  # real weights always come from the checkpoint
@@ -114,7 +112,11 @@ class MobileNetTower(PreTrainedModel):
     def _region_features(self, pixel_values: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
         side = int(self.config.feature_tokens**0.5)
         pooled = F.adaptive_avg_pool2d(fmap, side).flatten(2).transpose(1, 2)  # (B, R, 1280)
-        rgb = (pixel_values * self.pixel_std + self.pixel_mean).clamp(0, 1)
+        # Constants made here, not non-persistent buffers: transformers 5 builds models on the meta device and
+        # never fills a buffer the checkpoint lacks, which left the histogram reading uninitialised memory.
+        mean = torch.tensor(IMAGENET_MEAN, dtype=pixel_values.dtype, device=pixel_values.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=pixel_values.dtype, device=pixel_values.device).view(1, 3, 1, 1)
+        rgb = (pixel_values * std + mean).clamp(0, 1)
         bins = self.config.color_bins
         q = (rgb * (bins - 1e-6)).long()
         index = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]  # (B, H, W) joint colour bin

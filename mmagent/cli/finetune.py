@@ -134,7 +134,9 @@ def summarize(recipe: Any, name: str, result: Any) -> dict[str, Any]:
     """What a person (or a script, with --json) needs after a run: files, training metrics, held-out scores."""
     out = Path(recipe.output_dir)
     data = _plain(result)
-    files = {p.name: str(p) for p in sorted(out.iterdir()) if p.is_file()} if out.is_dir() else {}
+    # Top-level files and folders (TensorBoard's runs/ ...), not the resumable checkpoint-N/ folders.
+    files = {p.name + ("/" if p.is_dir() else ""): str(p) for p in sorted(out.iterdir())
+             if not p.name.startswith("checkpoint-")} if out.is_dir() else {}
     held_out = data.get("eval") or {k: data[k] for k in ("test_accuracy", "blind_baseline") if data.get(k) is not None}
     metrics = data.get("metrics") or {k: data[k] for k in ("best_epoch", "validation_accuracy", "train_seconds")
                                       if k in data}

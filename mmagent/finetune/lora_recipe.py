@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from mmagent.errors import ConfigError
 
 DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+# train.report_to value → (module it needs, extra that installs it); passed to TrainingArguments.report_to.
+REPORTERS = {"tensorboard": ("tensorboard", "train"), "mlflow": ("mlflow", "mlflow")}
 
 
 def _positive(where: str, value: float) -> None:
@@ -75,9 +77,13 @@ class LoraTrainSpec:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resumable)"})
     max_minutes: float = field(default=0, metadata={"help": "stop and save after this long (0 = no limit)"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (on CPUs with AVX512-BF16 or GPUs)"})
-    report_to: list[str] = field(default_factory=list, metadata={"help": "extra loggers: tensorboard, mlflow"})
+    report_to: list[str] = field(default_factory=list, metadata={
+        "help": "extra loggers besides metrics.csv/jsonl: tensorboard (output_dir/runs/), mlflow (MLFLOW_TRACKING_URI)"})
 
     def __post_init__(self) -> None:
+        unknown = [name for name in self.report_to if name not in REPORTERS]
+        if unknown:
+            raise ConfigError(f"train.report_to accepts {', '.join(REPORTERS)}; got {', '.join(map(repr, unknown))}.")
         for name in ("lr", "projector_lr", "batch_size", "grad_accum", "max_length", "eval_steps", "save_steps"):
             _positive(f"train.{name}", getattr(self, name))
         if self.max_steps <= 0 and self.epochs <= 0:

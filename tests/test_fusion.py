@@ -168,6 +168,7 @@ def test_training_writes_a_classifier_that_reloads_with_identical_predictions(tm
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["labels"] == ["blue", "circle", "red", "square"] and manifest["mode"] == mode
     assert manifest["metrics"]["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert set(result.test_per_category) == {"colour", "shape"} and result.stopped is None
     classifier = FusionClassifier.load(out, encoders=tiny_encoders())
     image = shapes_jsonl.parent / "3.png"
     single = classifier.predict("what colour is the shape?", str(image))
@@ -219,6 +220,9 @@ def test_early_stopping_and_fine_tuned_encoder_tails(tmp_path, shapes_jsonl, tin
     best = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)  # last epoch, maybe not the best
     assert set(saved) and all(k.startswith("layers.") for k in saved)
     assert loaded.manifest.metrics["best_epoch"] == result.best_epoch and best["epoch"] == len(result.history)
+    budget = train(recipe(tmp_path / "budget", shapes_jsonl, train__max_minutes=1e-6), progress=False,
+                   encoders=tiny_encoders())
+    assert len(budget.history) == 1 and budget.stopped.startswith("time budget")
 
 
 def test_classify_flow_and_tool_use_a_trained_classifier(tmp_path, shapes_jsonl, tiny_encoders, monkeypatch):

@@ -54,6 +54,8 @@ class TrainResult:
     train_seconds: float
     feature_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    test_per_category: dict[str, float] = field(default_factory=dict)  # easy-vqa: shape, colour, yes/no
+    stopped: str | None = None  # why training ended before train.epochs with more to learn (resume continues)
 
 
 def load_splits(recipe: FusionRecipe) -> Splits:
@@ -119,13 +121,25 @@ def train(recipe: FusionRecipe, resume: bool = False, progress: bool = True,
         loop.restore()
     loop.run(encoded[0], encoded[1])
     load_weights(out, model)  # the best epoch
-    test_acc = accuracy(predict_logits(model, encoded[2]), encoded[2].labels) if splits.test else None
+    test_acc, per_category = _test_scores(model, encoded[2], splits.test)
     baseline = blind_baseline(splits.train, splits.test) if splits.test else None
     result = TrainResult(out, recipe.fusion.mode, loop.best_epoch, loop.best_acc, test_acc, baseline,
-                         loop.train_seconds, feature_seconds, loop.history)
+                         loop.train_seconds, feature_seconds, loop.history, per_category, loop.stopped())
     manifest.metrics = _metrics(splits, result)
     manifest.write(out)
     return result
+
+
+def _test_scores(model: FusionModel, data: EncodedData, examples: Sequence[Example]) -> tuple[float | None, dict[str, float]]:
+    """Test accuracy overall and per example category (question type), or (None, {}) without a test set."""
+    if not examples:
+        return None, {}
+    hits = (predict_logits(model, data).argmax(-1) == data.labels).tolist()
+    groups: dict[str, list[bool]] = {}
+    for hit, example in zip(hits, examples):
+        if example.qtype:
+            groups.setdefault(example.qtype, []).append(hit)
+    return sum(hits) / len(hits), {k: round(sum(v) / len(v), 5) for k, v in sorted(groups.items())}
 
 
 def _manifest(recipe: FusionRecipe, splits: Splits, text_enc: TextEncoder, image_enc: ImageEncoder,
@@ -139,7 +153,8 @@ def _manifest(recipe: FusionRecipe, splits: Splits, text_enc: TextEncoder, image
 
 def _metrics(splits: Splits, result: TrainResult) -> dict[str, Any]:
     return {"best_epoch": result.best_epoch, "validation_accuracy": result.validation_accuracy,
-            "test_accuracy": result.test_accuracy, "blind_baseline": result.blind_baseline,
+            "test_accuracy": result.test_accuracy, "test_per_category": result.test_per_category,
+            "blind_baseline": result.blind_baseline, "stopped": result.stopped,
             "train_seconds": round(result.train_seconds, 2), "feature_seconds": round(result.feature_seconds, 2),
             "train_examples": len(splits.train), "validation_examples": len(splits.validation),
             "test_examples": len(splits.test)}
@@ -176,10 +191,20 @@ class _Loop:
         torch.save(state, partial)
         partial.replace(self.out / CHECKPOINT)
 
+    def stopped(self) -> str | None:
+        """'time budget' when train.max_minutes ended a run that still had epochs and patience left."""
+        t = self.recipe.train
+        if self.epoch < t.epochs and self.bad_epochs < t.patience and self.out_of_time():
+            return f"time budget of train.max_minutes={t.max_minutes:g}"
+        return None
+
+    def out_of_time(self) -> bool:
+        t = self.recipe.train
+        return bool(t.max_minutes) and self.train_seconds >= t.max_minutes * 60
+
     def done(self) -> bool:
         t = self.recipe.train
-        return (self.epoch >= t.epochs or self.bad_epochs >= t.patience
-                or bool(t.max_minutes) and self.train_seconds >= t.max_minutes * 60)
+        return self.epoch >= t.epochs or self.bad_epochs >= t.patience or self.out_of_time()
 
     def run(self, train: EncodedData, validation: EncodedData) -> None:
         while not self.done():

@@ -19,10 +19,10 @@ if not log.handlers:  # Streamlit configures its own loggers only; make ours vis
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
-st.set_page_config(page_title="mmagent", page_icon="💬", layout="wide")
+st.set_page_config(page_title="mmagent", page_icon=":material/forum:", layout="wide")
 page = st.navigation([
-    st.Page(chat.render, title="Chat", icon="💬", url_path="chat", default=True),
-    st.Page(memory_page.render, title="Memory", icon="🗂️", url_path="memory"),
-    st.Page(eval_page.render, title="Evals", icon="📊", url_path="evals"),
+    st.Page(chat.render, title="Chat", icon=":material/chat:", url_path="chat", default=True),
+    st.Page(memory_page.render, title="Memory", icon=":material/database:", url_path="memory"),
+    st.Page(eval_page.render, title="Evals", icon=":material/analytics:", url_path="evals"),
 ])
 page.run()

@@ -45,7 +45,7 @@ def render_message(m: ChatMessage) -> None:
 def render_extras(m: ChatMessage) -> None:
     """Hand-off banner, tickets, tool calls and sources under an answer."""
     if m.handoff:
-        st.warning(f"Handed off to a human agent: {m.handoff}", icon="🧑‍💼")
+        st.warning(f"Handed off to a human agent: {m.handoff}", icon=":material/support_agent:")
     if m.tickets:
         st.caption("Tickets: " + ", ".join(f"#{t}" for t in m.tickets))
     if m.tools:
@@ -69,7 +69,7 @@ def _banner(conv: Conversation) -> None:
     if conv.flow == "support" and conv.handed_off:
         tickets = ", ".join(f"#{t}" for t in conv.tickets)
         st.error(f"This conversation was handed off to a human agent (tickets: {tickets or 'none'}). "
-                 "They will reply; the assistant only confirms the hand-off from now on.", icon="🧑‍💼")
+                 "They will reply; the assistant only confirms the hand-off from now on.", icon=":material/support_agent:")
     elif conv.flow == "support" and conv.tickets:
         st.info("Tickets created in this conversation: " + ", ".join(f"#{t}" for t in conv.tickets))
 
@@ -165,45 +165,51 @@ def _add_to_memory(conv: Conversation, store: ConversationStore, documents: list
     render_message(note)
 
 
-def _draft(conv: Conversation, store: ConversationStore) -> None:
-    """The transcript of a voice message, editable before it is sent."""
+def _draft() -> TurnInput | None:
+    """The transcript of a voice message, editable before it is sent; returns the turn when "Send" is clicked."""
     draft = st.session_state.get("draft")
     if not draft:
-        return
+        return None
     with st.container(border=True):
         st.caption("Transcript of " + (", ".join(draft["files"]) or "your recording") + " — edit it, then send.")
         text = st.text_area("Transcript", draft["text"], key="draft_text", label_visibility="collapsed")
         left, right = st.columns(2)
-        if left.button("Send", type="primary", width="stretch"):
-            st.session_state.pop("draft")
-            st.session_state.pop("draft_text", None)
-            user = conv.add(ChatMessage("user", text.strip(), images=draft["images"], files=draft["files"],
-                                        flow=conv.flow, adapter=conv.adapter))
-            store.save(conv)
-            render_message(user)
-            run_turn(conv, store, TurnInput(user.text, user.images))
-        elif right.button("Discard", width="stretch"):
-            st.session_state.pop("draft")
-            st.session_state.pop("draft_text", None)
-            st.rerun()
+        send = left.button("Send", type="primary", width="stretch")
+        discard = right.button("Discard", width="stretch")
+    if send or discard:
+        st.session_state.pop("draft")
+        st.session_state.pop("draft_text", None)
+    if discard:
+        st.rerun()
+    return TurnInput(text.strip(), list(draft["images"])) if send else None
 
 
-def _voice(conv: Conversation, store: ConversationStore) -> None:
-    with st.popover("🎙 Record a question"):
+def _voice() -> object | None:
+    """A microphone recording (st.audio_input), when one was just made."""
+    with st.popover("Record a question", icon=":material/mic:"):
         recording = st.audio_input("Record (your browser asks for the microphone)",
                                    key=f"mic_{st.session_state.get('mic_n', 0)}")
     if recording is not None:
         st.session_state["mic_n"] = st.session_state.get("mic_n", 0) + 1
         recording.name = "recording.wav"
-        submit(conv, store, "", [recording])
+    return recording
 
 
-def _retry(conv: Conversation, store: ConversationStore) -> None:
+def _retry(conv: Conversation) -> TurnInput | None:
+    """After an error: a button that sends the last user message again."""
     last = conv.messages[-1] if conv.messages else None
     users = [m for m in conv.messages if m.role == "user"]
-    if last is not None and last.kind == "error" and users and st.button("↻ Retry the last message"):
-        m = users[-1]
-        run_turn(conv, store, TurnInput(m.text, m.images))
+    if last is not None and last.kind == "error" and users and st.button("Retry the last message", icon=":material/refresh:"):
+        return TurnInput(users[-1].text, list(users[-1].images))
+    return None
+
+
+def _send(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None:
+    """Send an edited transcript: save it as the user's message, then answer it."""
+    user = conv.add(ChatMessage("user", turn.text, images=turn.images, flow=conv.flow, adapter=conv.adapter))
+    store.save(conv)
+    render_message(user)
+    run_turn(conv, store, turn)
 
 
 def render() -> None:
@@ -212,16 +218,24 @@ def render() -> None:
     conv = sidebar.render(store)
     st.title("Chat")
     _banner(conv)
-    for m in conv.messages:
-        render_message(m)
-    _retry(conv, store)
-    _draft(conv, store)
-    _voice(conv, store)
+    area = st.container()  # the conversation; new turns are drawn here, above the controls
+    with area:
+        for m in conv.messages:
+            render_message(m)
+    retry, draft, recording = _retry(conv), _draft(), _voice()
     prompt = st.chat_input("Ask a question, or attach images, audio or documents", accept_file="multiple",
                            file_type=accepted_suffixes(), key="chat_input")
     if not backend_loaded():
         get_backend()
-        if not prompt:
+        if not (prompt or recording):
             st.rerun()  # redraw the sidebar with the model's details
-    if prompt:
-        submit(conv, store, prompt.text or "", list(prompt.files or []))
+    with area:
+        if retry is not None:
+            run_turn(conv, store, retry)
+        elif draft is not None:
+            _send(conv, store, draft)
+            st.rerun()  # clear the finished draft box
+        elif recording is not None:
+            submit(conv, store, "", [recording])
+        elif prompt:
+            submit(conv, store, prompt.text or "", list(prompt.files or []))

@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from mmagent.ui.memory_page import known_collections
-from mmagent.ui.resources import adapter_names, backend_loaded, get_backend, load_stats
+from mmagent.ui.resources import adapter_names, backend_loaded, get_backend, get_flow, load_stats
 from mmagent.ui.state import Conversation, ConversationStore
 from mmagent.ui.turns import FLOW_LABELS
 
@@ -33,7 +33,7 @@ def current_conversation(store: ConversationStore) -> Conversation:
 
 def _conversations(store: ConversationStore, conv: Conversation) -> Conversation:
     st.subheader("Conversations")
-    if st.button("➕ New conversation", width="stretch"):
+    if st.button("New conversation", icon=":material/add:", width="stretch"):
         conv = Conversation(flow=conv.flow, adapter=conv.adapter, collection=conv.collection)
         st.session_state["conversation"] = conv
     saved = store.list()
@@ -45,9 +45,9 @@ def _conversations(store: ConversationStore, conv: Conversation) -> Conversation
             st.session_state["conversation"] = store.load(c.id)
             st.rerun()
     cols = st.columns(3)
-    cols[0].download_button("Markdown", conv.to_markdown(), file_name=f"conversation-{conv.id}.md",
+    cols[0].download_button(".md", conv.to_markdown(), file_name=f"conversation-{conv.id}.md",
                             mime="text/markdown", width="stretch")
-    cols[1].download_button("JSON", json.dumps(conv.to_dict(), ensure_ascii=False, indent=1),
+    cols[1].download_button(".json", json.dumps(conv.to_dict(), ensure_ascii=False, indent=1),
                             file_name=f"conversation-{conv.id}.json", mime="application/json", width="stretch")
     if cols[2].button("Delete", width="stretch", disabled=not conv.messages):
         store.delete(conv.id)
@@ -76,6 +76,8 @@ def _settings(store: ConversationStore, conv: Conversation) -> None:
         conv.flow, conv.adapter, conv.collection = new
         if conv.messages:
             store.save(conv)
+    if backend_loaded():
+        get_flow(conv.flow, conv.adapter)  # ready the chosen flow and adapter now (timed as a switch)
 
 
 def _model_status() -> None:

@@ -8,6 +8,7 @@ Ctrl-C stops it cleanly. The config file and adapter paths reach the app through
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def streamlit_command(port: int, host: str, max_upload_mb: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(script),
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
             "--server.maxUploadSize", str(max_upload_mb), "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
 
 
 @app.command()
@@ -50,7 +51,12 @@ def ui(
         env[f"MMAGENT_ADAPTERS_{name.upper()}"] = str(Path(path).expanduser().resolve())
     cfg = build_config(config)  # fail on a bad config here, not in the browser
     typer.secho(f"mmagent ui on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    server = subprocess.Popen(streamlit_command(port, host, cfg.limits.max_upload_mb), env=env)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stopping `mmagent ui` stops the server
     try:
-        raise typer.Exit(subprocess.call(streamlit_command(port, host, cfg.limits.max_upload_mb), env=env))
+        code = server.wait()
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        server.terminate()
+        server.wait()
+        code = 130
+    raise typer.Exit(code)

@@ -24,6 +24,9 @@ finetune_app = typer.Typer(help="Train LoRA adapters and classifiers from YAML r
 app.add_typer(finetune_app, name="finetune")
 
 
+ACCELERATE_KIND = "accelerate-config"  # `accelerate launch --config_file` examples, listed and copied like recipes
+
+
 @dataclasses.dataclass
 class RecipeInfo:
     """One shipped recipe as `finetune list` shows it."""
@@ -38,13 +41,15 @@ def shipped_recipe_infos() -> list[RecipeInfo]:
     """Every shipped recipe with its kind and the first line of its leading comment."""
     import yaml
 
-    from mmagent.finetune.recipe import shipped_recipes
+    from mmagent.finetune.recipe import accelerate_configs, shipped_recipes
 
     rows = []
     for name, path in sorted(shipped_recipes().items()):
         text = path.read_text(encoding="utf-8")
         kind = (yaml.safe_load(text) or {}).get("kind", "?")
         rows.append(RecipeInfo(name, str(kind), _first_sentence(text), str(path)))
+    for name, path in sorted(accelerate_configs().items()):
+        rows.append(RecipeInfo(name, ACCELERATE_KIND, _first_sentence(path.read_text(encoding="utf-8")), str(path)))
     return rows
 
 
@@ -70,6 +75,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array ins
     width = max((len(r.name) for r in rows), default=0)
     for r in rows:
         typer.echo(f"{r.name:<{width}}  {r.kind:<17}  {r.description}")
+    typer.echo("\nrecipes: mmagent finetune run NAME [--set section.field=value]; several processes: mmagent finetune cp "
+               "ddp_cpu, then accelerate launch --config_file ddp_cpu.yaml -m mmagent.finetune.launch NAME [--set ...]")
 
 
 @finetune_app.command("cp")
@@ -78,10 +85,10 @@ def cp(
     dest: Optional[Path] = typer.Argument(None, help="File or folder to write (default: ./NAME.yaml)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
-    """Copy a shipped recipe to edit, then train with `mmagent finetune run FILE`."""
-    from mmagent.finetune.recipe import shipped_recipes
+    """Copy a shipped recipe (or accelerate config) to edit, then train with `mmagent finetune run FILE`."""
+    from mmagent.finetune.recipe import accelerate_configs, shipped_recipes
 
-    shipped = shipped_recipes()
+    shipped = {**accelerate_configs(), **shipped_recipes()}
     if name not in shipped:
         raise ConfigError(f"no shipped recipe named {name!r}; choose one of {', '.join(sorted(shipped))}.")
     target = dest or Path(f"{name}.yaml")

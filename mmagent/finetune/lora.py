@@ -118,11 +118,13 @@ def _callbacks(out: Path, recipe: LoraRecipe):
             log.warning("Ctrl-C: saving a resumable checkpoint after this step (press again to abort)")
 
         def on_step_end(self, args, state, control, **kw):
-            over_budget = recipe.train.max_minutes and time.perf_counter() - self.started > recipe.train.max_minutes * 60
-            if self.interrupted or over_budget:
-                if over_budget:
+            over_budget = bool(recipe.train.max_minutes) and \
+                time.perf_counter() - self.started > recipe.train.max_minutes * 60
+            reason = _agreed_stop(2 if self.interrupted else 1 if over_budget else 0)
+            if reason:
+                if reason == 1:
                     log.warning("time budget of %.1f min reached: saving and stopping", recipe.train.max_minutes)
-                self.stopped = "interrupted" if self.interrupted else "time budget"
+                self.stopped = "interrupted" if reason == 2 else "time budget"
                 control.should_save = True
                 control.should_training_stop = True
             return control
@@ -138,11 +140,50 @@ def _callbacks(out: Path, recipe: LoraRecipe):
             if state.num_input_tokens_seen:
                 logs["tokens_per_s"] = round(state.num_input_tokens_seen / elapsed, 1)
             row = {"step": state.global_step, "elapsed_s": round(elapsed, 1), **logs}
+            if not state.is_world_process_zero:  # under accelerate launch only rank 0 writes
+                return
             self.rows.append(row)
             with (out / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
 
     return Progress()
+
+
+def _agreed_stop(reason: int) -> int:
+    """Under DDP every rank must stop at the same step (or the others hang in all-reduce): take the max."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return reason
+    import torch
+
+    flag = torch.tensor([reason])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def _save_adapter(trainer: Any, model: Any, out: Path) -> None:
+    """Adapter safetensors + config on rank 0. Sharded runs (FSDP, DeepSpeed) need every rank in the gather."""
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        trainer.save_model(str(out))
+        if trainer.is_world_process_zero():
+            (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest holds the recipe
+    elif trainer.is_world_process_zero():
+        model.save_pretrained(str(out))
+
+
+def _process_group_backend() -> str | None:
+    """'gloo' / 'nccl' under accelerate launch; None for a single process."""
+    import torch.distributed as dist
+
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+
+
+def _world_size() -> int:
+    """Processes started by `accelerate launch`/torchrun (1 when run directly)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _write_csv_and_plot(rows: list[dict], out: Path) -> None:
@@ -210,7 +251,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     out.mkdir(parents=True, exist_ok=True)
     backend = _backend(recipe)
     t = recipe.train
-    needed = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else 0
+    needed = t.max_steps * t.batch_size * t.grad_accum * _world_size() if t.max_steps > 0 else 0
     train_examples = load_examples(recipe.data.train, recipe.data.limit or needed or None, recipe.seed)
     eval_examples = load_examples(recipe.data.eval, recipe.data.eval_limit or None, recipe.seed) if recipe.data.eval else []
     train_set = _EncodedDataset(backend, train_examples, t.max_length, progress)
@@ -226,14 +267,18 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     has_checkpoint = resume and any(out.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     minutes = (time.perf_counter() - started) / 60
-    model.save_pretrained(str(out))
-    _write_csv_and_plot(callback.rows, out)
+    main = trainer.is_world_process_zero()  # under accelerate launch, rank 0 writes and scores
     manifest = _manifest(recipe, backend, train_examples, train_set, result, minutes)
+    manifest["metrics"]["processes"] = trainer.args.world_size
     manifest["stopped"] = callback.stopped
-    (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
+    manifest["metrics"]["backend"] = _process_group_backend()
+    _save_adapter(trainer, model, out)
+    if main:
+        _write_csv_and_plot(callback.rows, out)
+        (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     del model, trainer
     torch.set_grad_enabled(True)
-    if eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
+    if main and eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
         manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     return manifest

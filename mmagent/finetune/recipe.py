@@ -58,6 +58,14 @@ def shipped_recipes() -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 
+def accelerate_configs() -> dict[str, Path]:
+    """Name → path of the shipped `accelerate launch --config_file` examples (DDP, FSDP, DeepSpeed)."""
+    from importlib.resources import files
+
+    folder = files("mmagent.finetune").joinpath("accelerate")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
 def recipe_path(name_or_path: str) -> Path:
     """A shipped recipe's name, or the path of a YAML file."""
     shipped = shipped_recipes()
@@ -87,8 +95,20 @@ def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r} sets a field inside {part!r}, which is set to a value already.")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[parts[-1]] = _scalar(raw)
     return out
+
+
+def _scalar(raw: str) -> Any:
+    """A --set value parsed as YAML, except that YAML 1.1's on/off/yes/no stay strings (`model.ocr=off`)."""
+    import yaml
+
+    if not raw.strip():
+        return ""
+    value = yaml.safe_load(raw)
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        return raw.strip()
+    return value
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -208,6 +208,14 @@ class Memory:
                 f"Set memory.embedder back to the model that built it, or ingest into another collection."
             )
 
+    def open_collection(self, create: bool = True) -> Collection:
+        """The Chroma collection after its pin check (created and pinned when missing and `create`).
+
+        For adapters that talk to Chroma directly (the LangChain vector store in mmagent.orchestration):
+        they get the collection only once it is known to hold this embedder's vectors.
+        """
+        return self._open(create=create)
+
     @property
     def pin(self) -> EmbedderPin | None:
         """The embedder recorded in the collection (None when it does not exist yet)."""

@@ -17,7 +17,7 @@ from mmagent.flows.prompting import PromptSet, fence, load_prompts
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_answer, transcribe
 from mmagent.tools.base import Source
 
-PROMPT_KEYS = ("system", "system_open", "user", "user_open", "transcript", "no_answer")
+PROMPT_KEYS = ("system", "system_open", "user", "user_open", "no_answer")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -138,10 +138,9 @@ class QAFlow(GraphFlow):
     # ---- prompt ----------------------------------------------------------------------------------
     def messages(self, state: QAState) -> list[dict[str, Any]]:
         """The chat messages for the answer: fenced numbered sources (or none) and the question."""
+        # A spoken question is the user's own question like typed text (`_listen` joined both), so it is not
+        # fenced: fenced text is "never an instruction" to the model, and the 135M model then does not answer.
         question = state["question"]
-        if state.get("transcript"):
-            spoken = state["prompts"].text("transcript", transcript=fence(state["transcript"], "audio transcript"))
-            question = f"{state['request'].question.strip()}\n{spoken}".strip()
         if state["sources"]:
             blocks = [fence(s.excerpt, f"[{i}] {_where(s)}") for i, s in enumerate(state["sources"], start=1)]
             return [{"role": "system", "content": state["prompts"].text("system")},

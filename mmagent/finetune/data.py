@@ -45,6 +45,14 @@ class Example:
                 if p.get("type") == "image"]
 
     @property
+    def question(self) -> str:
+        """The first user turn's text: what a model that never looks at the image is left with."""
+        for message in self.messages:
+            if message["role"] == "user":
+                return _text_of(message["content"])
+        return ""
+
+    @property
     def answer(self) -> str:
         """The last assistant turn's text (for exact-match evaluation)."""
         for message in reversed(self.messages):

@@ -175,6 +175,8 @@ def test_training_writes_a_classifier_that_reloads_with_identical_predictions(tm
     assert single.label in manifest["labels"] and sum(single.scores.values()) == pytest.approx(1.0, abs=1e-4)
     again = FusionClassifier.load(out, encoders=tiny_encoders()).predict("what colour is the shape?", image.read_bytes())
     assert again.scores == pytest.approx(single.scores, abs=1e-5)
+    mixed = classifier.predict_batch(["which shape is it?", "what colour is the shape?"], [image, image])
+    assert mixed[1].scores == pytest.approx(single.scores, abs=1e-5)  # padding and batching change nothing
     from mmagent.fusion.data import load_jsonl
 
     examples = load_jsonl(shapes_jsonl)[:6]  # the cached-feature route gives what the raw route gives

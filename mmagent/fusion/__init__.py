@@ -1,6 +1,6 @@
 """Text+image fusion classifiers: packaged MiniLM + MobileNetV2 encoders, early/late/attention fusion.
 
-Train with ``mmagent finetune fusion-classifier``; use with
+Train with ``mmagent finetune run fusion-classifier``; use with
 ``FusionClassifier.load(path).predict(text, image) -> Prediction``; compare runs with
 ``mmagent eval fusion``. Names load lazily so ``import mmagent.fusion`` does not import torch.
 """

@@ -60,7 +60,7 @@ class Manifest:
         if not path.is_file():
             raise ModelLoadError(
                 f"'{folder}' is not a fusion classifier (no {MANIFEST}); train one with "
-                "`mmagent finetune fusion-classifier` and pass its output_dir."
+                "`mmagent finetune run fusion-classifier` and pass its output_dir."
             )
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:

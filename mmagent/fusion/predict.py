@@ -9,6 +9,8 @@ thousands of examples in seconds.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,11 +18,12 @@ from typing import Any, Sequence
 import torch
 
 from mmagent.fusion.data import Example
-from mmagent.fusion.encoders import ImageEncoder, TextEncoder
+from mmagent.fusion.encoders import ImageEncoder, TextEncoder, TextFeatures
 from mmagent.fusion.features import encode_examples
 from mmagent.fusion.model import MANIFEST, WEIGHTS, FusionModel, Manifest, build_encoders, build_model, load_weights
 
 PREDICT_BATCH = 64
+TEXT_CACHE = 4096  # distinct texts kept encoded per classifier (~15 kB each for MiniLM)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class FusionClassifier:
         self.path, self.manifest, self.model = path, manifest, model.eval()
         self.text_enc, self.image_enc = text_enc, image_enc
         self.labels: list[str] = list(manifest.labels)
+        self._texts: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, encoders: tuple[TextEncoder, ImageEncoder] | None = None) -> "FusionClassifier":
@@ -73,17 +78,38 @@ class FusionClassifier:
 
     @torch.inference_mode()
     def predict_batch(self, texts: Sequence[str], images: Sequence[Any]) -> list[Prediction]:
-        """Encode and classify a batch from raw inputs (no cache); texts and images pair up by position."""
+        """Encode and classify a batch from raw inputs; texts and images pair up by position."""
         from mmagent.images import load_image
 
         if len(texts) != len(images):
             raise ValueError(f"got {len(texts)} texts and {len(images)} images; they pair up one to one")
         out: list[Prediction] = []
         for start in range(0, len(texts), PREDICT_BATCH):
-            text = self.text_enc.encode_frozen(list(texts[start:start + PREDICT_BATCH]))
+            text = self._encode_texts(list(texts[start:start + PREDICT_BATCH]))
             maps = self.image_enc.encode_frozen([load_image(x) for x in images[start:start + PREDICT_BATCH]])
             out += self._predictions(self.model(text, maps))
         return out
+
+    def _encode_texts(self, texts: list[str]) -> TextFeatures:
+        """Frozen text states, each distinct text encoded once per classifier: questions repeat (easy-vqa has
+        107 distinct ones; a UI asks the same question of many images), images rarely do."""
+        with self._lock:
+            todo = list(dict.fromkeys(t for t in texts if t not in self._texts))
+        if todo:
+            fresh = self.text_enc.encode_frozen(todo)
+            with self._lock:
+                for i, t in enumerate(todo):
+                    n = int(fresh.mask[i].sum())
+                    self._texts[t] = (fresh.tokens[i, :n].clone(), fresh.mask[i, :n].clone())
+                while len(self._texts) > TEXT_CACHE:
+                    self._texts.popitem(last=False)
+        with self._lock:
+            rows = [self._texts.get(t) for t in texts]
+        if any(r is None for r in rows):  # evicted between the two steps by another thread: encode directly
+            return self.text_enc.encode_frozen(texts)
+        tokens = torch.nn.utils.rnn.pad_sequence([r[0] for r in rows], batch_first=True)
+        mask = torch.nn.utils.rnn.pad_sequence([r[1] for r in rows], batch_first=True, padding_value=False)
+        return TextFeatures(tokens, mask)
 
     def predict_examples(self, examples: Sequence[Example], cache_dir: str | None = None,
                          progress: bool = True) -> list[Prediction]:

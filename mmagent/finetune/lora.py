@@ -238,6 +238,21 @@ def check_reporters(names: list[str]) -> None:
         require(*REPORTERS[name])
 
 
+def _load_data(recipe: LoraRecipe, needed: int) -> tuple[list[Example], list[Example], list[str]]:
+    """Training and held-out examples, and the label set (classify recipes only)."""
+    d = recipe.data
+    if d.task == "classify":
+        from mmagent.finetune.classify import classification_examples, label_set
+
+        labels = label_set(recipe)
+        train = classification_examples(d.train, labels, d.limit or needed, recipe.seed)
+        held_out = classification_examples(d.eval, labels, d.eval_limit, recipe.seed) if d.eval else []
+        return train, held_out, labels
+    train = load_examples(d.train, d.limit or needed or None, recipe.seed)
+    held_out = load_examples(d.eval, d.eval_limit or None, recipe.seed) if d.eval else []
+    return train, held_out, []
+
+
 def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train, save the adapter with its manifest, and score it on the held-out set. Returns the manifest."""
     import torch
@@ -252,8 +267,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     backend = _backend(recipe)
     t = recipe.train
     needed = t.max_steps * t.batch_size * t.grad_accum * _world_size() if t.max_steps > 0 else 0
-    train_examples = load_examples(recipe.data.train, recipe.data.limit or needed or None, recipe.seed)
-    eval_examples = load_examples(recipe.data.eval, recipe.data.eval_limit or None, recipe.seed) if recipe.data.eval else []
+    train_examples, eval_examples, labels = _load_data(recipe, needed)
     train_set = _EncodedDataset(backend, train_examples, t.max_length, progress)
     eval_set = _EncodedDataset(backend, eval_examples[:64], t.max_length, progress) if eval_examples else None
     model = _peft_model(backend, recipe)
@@ -271,6 +285,8 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     manifest = _manifest(recipe, backend, train_examples, train_set, result, minutes)
     manifest["metrics"]["processes"] = trainer.args.world_size
     manifest["stopped"] = callback.stopped
+    if labels:
+        manifest["labels"] = labels
     manifest["metrics"]["backend"] = _process_group_backend()
     _save_adapter(trainer, model, out)
     if main:
@@ -279,7 +295,12 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     del model, trainer
     torch.set_grad_enabled(True)
     if main and eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
-        manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
+        if recipe.data.task == "classify":
+            from mmagent.finetune.classify import evaluate_classifier
+
+            manifest["eval"] = evaluate_classifier(recipe, out, train_examples, eval_examples, labels, progress)
+        else:
+            manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

@@ -40,10 +40,24 @@ class LoraDataSpec:
     limit: int = field(default=0, metadata={"help": "seeded random subset of training examples (0 = as many as the steps use)"})
     eval_limit: int = field(default=200, metadata={"help": "held-out examples used (0 = all)"})
     compare_base: bool = field(default=True, metadata={"help": "also score the base model and the blind baseline"})
+    task: str = field(default="answer", metadata={
+        "help": "answer: conversations, scored by exact match | classify: {text, image, label} rows trained and "
+                "scored through the classify flow (accuracy, macro precision/recall/F1)"})
+    labels: list[str] = field(default_factory=list, metadata={
+        "help": "classify: the label set (empty = easy-vqa's 13 answers, or the labels in data.train)"})
+    scoring: str = field(default="generate", metadata={
+        "help": "classify: held-out predictions by greedy generation (fast) or the classify flow's calibrated "
+                "label likelihoods (flow: exactly as served, ~26 forward passes per example)"})
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.eval_limit < 0:
             raise ConfigError("data.limit and data.eval_limit must be ≥ 0 (0 = all).")
+        if self.task not in ("answer", "classify"):
+            raise ConfigError(f"data.task must be answer or classify; got {self.task!r}.")
+        if self.scoring not in ("generate", "flow"):
+            raise ConfigError(f"data.scoring must be generate or flow; got {self.scoring!r}.")
+        if self.labels and len(set(self.labels)) < 2:
+            raise ConfigError(f"data.labels needs at least two distinct labels; got {self.labels!r}.")
 
 
 @dataclass

@@ -56,6 +56,7 @@ def test_rows_become_classify_flow_conversations(splits):
 
 def test_train_and_score_with_the_flow_and_by_generation(tiny_llava_dir, splits, tmp_path):
     from mmagent.evals.metrics.classification import score_classification
+
     from mmagent.finetune.classify import blind_predictions, classification_examples, evaluate_classifier
     from mmagent.finetune.recipe import load_recipe, run_recipe
     from mmagent.fusion.data import blind_baseline, load_source

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from mmagent.cli import app
+from mmagent.cli.options import copy_to_edit
 from mmagent.errors import ConfigError
 
 finetune_app = typer.Typer(help="Train LoRA adapters and classifiers from YAML recipes.", no_args_is_help=True)
@@ -91,14 +91,7 @@ def cp(
     shipped = {**accelerate_configs(), **shipped_recipes()}
     if name not in shipped:
         raise ConfigError(f"no shipped recipe named {name!r}; choose one of {', '.join(sorted(shipped))}.")
-    target = dest or Path(f"{name}.yaml")
-    if target.is_dir():
-        target = target / f"{name}.yaml"
-    if target.exists() and not force:
-        raise ConfigError(f"{target} already exists; pass --force to overwrite it or choose another DEST.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shipped[name], target)
-    typer.echo(str(target))
+    typer.echo(str(copy_to_edit(shipped[name], name, dest, force, ConfigError)))
 
 
 @finetune_app.command("run")

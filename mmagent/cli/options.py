@@ -29,3 +29,21 @@ def build_config(
         overrides[key.strip()] = value.strip()
     overrides.update({k.replace("__", "."): v for k, v in fields.items()})
     return load_config(config, overrides)
+
+
+def copy_to_edit(source: Any, name: str, dest: Optional[Path], force: bool, error: type[Exception]) -> Path:
+    """Copy a shipped YAML file (prompts, recipes) to DEST (a file or folder; default ./NAME.yaml) to edit.
+
+    Refuses to overwrite unless `force`; `error` is the MMAgentError subclass to raise.
+    """
+    import shutil
+
+    target = dest or Path(f"{name}.yaml")
+    if target.is_dir():
+        target = target / f"{name}.yaml"
+    if target.exists() and not force:
+        raise error(f"{target} already exists; pass --force to overwrite it or choose another DEST.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out)
+    return target

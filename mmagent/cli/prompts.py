@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from mmagent.cli import app
+from mmagent.cli.options import copy_to_edit
 
 prompts_app = typer.Typer(help="Shipped prompt and policy YAML files: list them, copy one to edit.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
@@ -32,13 +32,4 @@ def cp(
     """Copy a shipped prompt file, to edit and pass back with --prompts (or --policy)."""
     from mmagent.flows.prompting import FlowError, shipped_path
 
-    source = shipped_path(name)
-    target = dest or Path(f"{name}.yaml")
-    if target.is_dir():
-        target = target / f"{name}.yaml"
-    if target.exists() and not force:
-        raise FlowError(f"{target} already exists; pass --force to overwrite it or choose another DEST.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with source.open("rb") as src, open(target, "wb") as out:
-        shutil.copyfileobj(src, out)
-    typer.echo(str(target))
+    typer.echo(str(copy_to_edit(shipped_path(name), name, dest, force, FlowError)))

@@ -82,8 +82,6 @@ def recipe_path(name_or_path: str) -> Path:
 
 def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
     """['train.epochs=3', ...] → {'train': {'epochs': 3}}; values are parsed as YAML scalars/lists."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in sets:
         key, sep, raw = item.partition("=")

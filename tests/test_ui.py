@@ -73,9 +73,7 @@ def test_uploads_are_checked_and_named_safely(tmp_path, cat_photo):
     assert Path(stored.path).parent.parent == tmp_path and Path(stored.path).name == "evil_name.jpg"
     assert stored.kind == "image" and Path(stored.path).read_bytes() == cat_photo.read_bytes()
     assert safe_name("..\\a\\b.md") == "b.md"
-    from mmagent.errors import ImageError
-
-    with pytest.raises(ImageError):
+    with pytest.raises(UploadError, match="'broken.png' cannot be used as an image"):
         store_upload("broken.png", b"\x89PNG\r\n\x1a\n not really", tmp_path, max_mb=5, max_pixels=10**8)
     with pytest.raises(UploadError, match="over the 1 MB upload limit"):
         store_upload("big.txt", b"x" * 1_500_000, tmp_path, max_mb=1, max_pixels=10**8)

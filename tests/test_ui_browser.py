@@ -97,16 +97,35 @@ def wait_answers(tmp_path: Path, count: int) -> dict:
     raise AssertionError(f"no answer #{count} after {ANSWER_TIMEOUT} s: {conversation(tmp_path)}")
 
 
+def idle(page) -> None:
+    """Wait until the script is not running (a rerun redraws the chat input and drops an attachment)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=ANSWER_TIMEOUT * 1000)
+
+
 def ask(page, text: str, attach: Path | None = None) -> None:
     chat = page.locator('[data-testid="stChatInput"]')
+    idle(page)
     if attach is not None:
         chat.locator('input[type="file"]').set_input_files(str(attach))
-        page.get_by_text(attach.name).first.wait_for(timeout=20_000)  # the attachment chip
-    chat.locator("textarea").fill(text)
-    chat.locator("textarea").press("Enter")
+        chat.get_by_text(attach.name).first.wait_for(timeout=20_000)  # the attachment chip
+    send(page, text)
+
+
+def send(page, text: str) -> None:
+    """Type `text` and submit; Enter is ignored while an attachment still uploads, so retry until taken."""
+    box = page.locator('[data-testid="stChatInput"] textarea')
+    box.fill(text)
+    for _ in range(40):
+        box.press("Enter")
+        page.wait_for_timeout(500)
+        if box.input_value() == "":
+            return
+    raise AssertionError(f"the chat input did not take {text!r}")
 
 
 def shot(page, tmp_path: Path, name: str) -> Path:
+    idle(page)
     path = tmp_path / name
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("MMAGENT_UI_SCREENSHOTS"):
@@ -162,3 +181,64 @@ def test_chat_in_a_real_browser(server, tmp_path, cat_photo):
     assert timings["adapter switch"] < timings["model load"] / 10
     timings["e2e total"] = time.perf_counter() - started
     print("\nUI timings (s): " + ", ".join(f"{k} {v:.4g}" for k, v in timings.items()))
+
+
+@pytest.mark.slow
+def test_documents_sources_voice_errors_and_handoff_in_a_real_browser(server, tmp_path, jfk_flac):
+    """The rest of a working day: documents into memory, an answer with sources, a voice message edited
+    before sending, a corrupt upload, the memory page, and a customer-service hand-off banner."""
+    chromium = require_binary("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
+    url, log, started = server
+    notes = tmp_path / "cafeteria-notes.md"
+    notes.write_text("# Cafeteria\nThe staff cafeteria opens at 7:30 in the morning and closes at 15:00.\n")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a picture")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url)
+        page.get_by_text(re.compile(r"Model loads: 1 ")).wait_for(timeout=120_000)
+
+        ask(page, "When does the cafeteria open?", attach=notes)  # ingested, then answered from memory
+        conv = wait_answers(tmp_path, 2)
+        note, answer = conv["messages"][-2], conv["messages"][-1]
+        assert note["kind"] == "note" and "Added 1 of 1 file(s) to 'default'" in note["text"]
+        assert answer["kind"] == "text" and answer["sources"], answer
+        assert answer["sources"][0]["uri"].endswith("cafeteria-notes.md") and answer["sources"][0]["score"] > 0.35
+        page.get_by_text(re.compile(r"cafeteria-notes\.md.*score 0\.\d\d")).first.wait_for(timeout=20_000)
+        shot(page, tmp_path, "ui-sources.png")
+
+        ask(page, "What is this?", attach=broken)
+        conv = wait_answers(tmp_path, 3)
+        assert any(m["kind"] == "error" and "broken.png" in m["text"] for m in conv["messages"])
+        page.get_by_text(re.compile(r"'broken.png' cannot be used as an image")).first.wait_for(timeout=20_000)
+
+        chat = page.locator('[data-testid="stChatInput"]')
+        idle(page)
+        chat.locator('input[type="file"]').set_input_files(str(jfk_flac))
+        chat.get_by_text(jfk_flac.name).first.wait_for(timeout=20_000)
+        send(page, "Who said this?")
+        draft = page.get_by_label("Transcript")
+        draft.wait_for(timeout=60_000)
+        assert "ask not what your country can do for you" in draft.input_value().lower()
+        draft.fill(draft.input_value() + " (edited)")
+        page.get_by_role("button", name="Send transcript", exact=True).click()
+        conv = wait_answers(tmp_path, 4)
+        asked = [m for m in conv["messages"] if m["role"] == "user"][-1]
+        assert asked["text"].startswith("Who said this?") and asked["text"].endswith("(edited)")
+
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Flow").click()
+        page.get_by_role("option", name="Customer service").click()
+        ask(page, "I want to talk to a human agent please")
+        conv = wait_answers(tmp_path, 5)
+        assert conv["messages"][-1]["handoff"] and conv["messages"][-1]["tickets"]
+        page.get_by_text("This conversation was handed off to a human agent").wait_for(timeout=20_000)
+        shot(page, tmp_path, "ui-handoff.png")
+
+        page.goto(url + "memory")
+        page.get_by_text("Documents in 'default'").wait_for(timeout=30_000)
+        page.locator('[data-testid="stDataFrame"]').wait_for(timeout=30_000)  # the document table (a canvas grid)
+        shot(page, tmp_path, "ui-memory.png")
+        browser.close()
+    assert len(re.findall(r"model loaded in", log.read_text())) == 1

@@ -75,7 +75,10 @@ def store_upload(name: str, data: bytes, folder: str | Path, *, max_mb: int, max
     if kind == "image":
         from mmagent.images import load_image
 
-        load_image(data, max_pixels)  # raises ImageError with the reason (corrupt, too many pixels)
+        try:
+            load_image(data, max_pixels)
+        except MMAgentError as exc:  # corrupt, truncated, too many pixels: say which file
+            raise UploadError(f"'{name}' cannot be used as an image: {exc}") from exc
     folder = Path(folder) / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_name(name)

@@ -107,12 +107,9 @@ def run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput) -> N
             log.exception("turn failed")
             text = f"The model failed ({type(exc).__name__}: {exc}). The app is still running: retry, or check the server log."
         else:
-            render_extras(recorder.message)
             conv.add(recorder.message)
             store.save(conv)
-            if recorder.message.handoff or recorder.message.tickets:
-                st.rerun()  # redraw the page banner with the hand-off and tickets
-            return
+            st.rerun()  # draw sources, banner, sidebar title and status from the saved conversation
         st.error(text)
     conv.add(ChatMessage("assistant", text, kind="error", flow=conv.flow, adapter=conv.adapter))
     store.save(conv)
@@ -140,6 +137,8 @@ def submit(conv: Conversation, store: ConversationStore, text: str, files: list)
         store.save(conv)
     for error in errors:
         _fail(conv, store, error)
+    if errors:
+        return  # attach the file again or press Retry; the message is kept above
     if documents and conv.flow != "summarize":
         _add_to_memory(conv, store, documents)
         documents = []
@@ -159,8 +158,9 @@ def _add_to_memory(conv: Conversation, store: ConversationStore, documents: list
         _fail(conv, store, str(exc))
         return
     note = conv.add(ChatMessage("assistant", summary_text(summary), kind="note"))
-    if conv.collection is None:
+    if conv.collection is None:  # ask about the new documents from now on
         conv.collection = collection
+        st.session_state["set_collection"] = collection  # the sidebar applies it before drawing its widget
     store.save(conv)
     render_message(note)
 
@@ -174,7 +174,7 @@ def _draft() -> TurnInput | None:
         st.caption("Transcript of " + (", ".join(draft["files"]) or "your recording") + " — edit it, then send.")
         text = st.text_area("Transcript", draft["text"], key="draft_text", label_visibility="collapsed")
         left, right = st.columns(2)
-        send = left.button("Send", type="primary", width="stretch")
+        send = left.button("Send transcript", type="primary", width="stretch")
         discard = right.button("Discard", width="stretch")
     if send or discard:
         st.session_state.pop("draft")
@@ -234,7 +234,6 @@ def render() -> None:
             run_turn(conv, store, retry)
         elif draft is not None:
             _send(conv, store, draft)
-            st.rerun()  # clear the finished draft box
         elif recording is not None:
             submit(conv, store, "", [recording])
         elif prompt:

@@ -67,9 +67,13 @@ def _settings(store: ConversationStore, conv: Conversation) -> None:
     adapter = st.selectbox("Adapter", adapters, index=adapters.index(current), key=f"adapter_{conv.id}",
                            help="LoRA adapters from the `adapters:` section of mmagent.yaml; switching keeps the base model loaded.")
     collections = [NO_COLLECTION, *known_collections()]
+    pending = st.session_state.pop("set_collection", None)
+    if pending in collections:
+        st.session_state[f"collection_{conv.id}"] = pending
     now = conv.collection if conv.collection in collections else NO_COLLECTION
-    collection = st.selectbox("Memory collection", collections, index=collections.index(now),
-                              key=f"collection_{conv.id}", disabled=FLOW_LABELS[label] == "summarize")
+    key = f"collection_{conv.id}"
+    collection = st.selectbox("Memory collection", collections, key=key,
+                              **({} if key in st.session_state else {"index": collections.index(now)}), disabled=FLOW_LABELS[label] == "summarize")
     new = (FLOW_LABELS[label], None if adapter == NO_ADAPTER else adapter,
            None if collection == NO_COLLECTION else collection)
     if new != (conv.flow, conv.adapter, conv.collection):

@@ -18,6 +18,7 @@ fenced as data. Identity, ownership, refund limits and escalation are decided by
 
 from __future__ import annotations
 
+import copy
 import operator
 import sqlite3
 from dataclasses import asdict, dataclass, field
@@ -170,7 +171,8 @@ class SupportFlow(GraphFlow):
         from mmagent.orchestration.calls import propose_tool_calls
 
         request, policy = state["request"], self._policy(state["request"]["policy"])
-        tools = [self.actions[n] for n in policy.allowed_tools if n in self.actions]
+        named = find_order_ids(state["message"])
+        tools = [_only_orders(self.actions[n], named) for n in policy.allowed_tools if n in self.actions]
         proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice="required",
                                       constrain=request["constrain_tool_calls"])
         for bad in proposal.invalid:
@@ -309,6 +311,21 @@ class SupportFlow(GraphFlow):
 def _next(state: SupportState) -> str:
     """Conditional-edge router: each deciding node names the next step in `next`."""
     return state["next"]
+
+
+def _only_orders(tool: Any, orders: list[int]) -> Any:
+    """`tool` as the planner sees it: its `order_id` limited to the order numbers the customer wrote.
+
+    The call is decoded under a grammar from this schema, so the model cannot write an order number
+    nobody mentioned (the 135M default model copied "order 1001" as 1002). Which orders the customer may
+    touch, and refund limits, stay the policy's decision; the tool itself is unchanged."""
+    properties = tool.inputs.get("properties", {})
+    if not orders or "order_id" not in properties:
+        return tool
+    narrowed = copy.copy(tool)
+    order_id = {**properties["order_id"], "enum": sorted(set(orders))}
+    narrowed.inputs = {**tool.inputs, "properties": {**properties, "order_id": order_id}}
+    return narrowed
 
 
 def _without_emails(text: str) -> str:

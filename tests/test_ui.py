@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from mmagent.ui.attachments import UploadError, safe_name, store_upload
-from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, SourceView
+from mmagent.flows.base import SourceEvent
+from mmagent.tools.base import Source
+from mmagent.ui.state import ChatMessage, Conversation, ConversationStore
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 TIMEOUT = 120
@@ -55,7 +57,7 @@ def test_conversation_round_trip_and_markdown_export(tmp_path):
     store = ConversationStore(tmp_path)
     conv = Conversation(flow="qa", adapter="a", collection="docs")
     conv.add(ChatMessage("user", "What does the invoice say about payment terms in May?", images=["/x/cat.jpg"]))
-    conv.add(ChatMessage("assistant", "Due 3 May [1].", sources=[SourceView(1, "/d/mail.pdf", 0.61, page=2)],
+    conv.add(ChatMessage("assistant", "Due 3 May [1].", sources=[SourceEvent(1, Source("/d/mail.pdf", page=2, score=0.61))],
                          handoff="the customer asked for a person", tickets=[7]))
     store.save(conv)
     back = store.load(conv.id)

@@ -205,7 +205,8 @@ def test_documents_sources_voice_errors_and_handoff_in_a_real_browser(server, tm
         note, answer = conv["messages"][-2], conv["messages"][-1]
         assert note["kind"] == "note" and "Added 1 of 1 file(s) to 'default'" in note["text"]
         assert answer["kind"] == "text" and answer["sources"], answer
-        assert answer["sources"][0]["uri"].endswith("cafeteria-notes.md") and answer["sources"][0]["score"] > 0.35
+        source = answer["sources"][0]["source"]
+        assert source["uri"].endswith("cafeteria-notes.md") and source["score"] > 0.35
         page.get_by_text(re.compile(r"cafeteria-notes\.md.*score 0\.\d\d")).first.wait_for(timeout=20_000)
         shot(page, tmp_path, "ui-sources.png")
 

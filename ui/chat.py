@@ -18,7 +18,7 @@ from mmagent.errors import MMAgentError
 from mmagent.ui import sidebar
 from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
 from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, transcribe
-from mmagent.ui.state import ChatMessage, Conversation, ConversationStore
+from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, location
 from mmagent.ui.turns import TurnInput, TurnRecorder, build_request
 
 log = logging.getLogger("mmagent.ui")
@@ -53,14 +53,16 @@ def render_extras(m: ChatMessage) -> None:
             st.code("\n".join(m.tools), language=None)
     if m.sources:
         with st.expander(f"Sources ({len(m.sources)})", expanded=True):
-            for s in m.sources:
-                cols = st.columns([1, 4]) if s.kind == "image" and Path(s.uri).is_file() else [None, st.container()]
+            for event in m.sources:
+                s = event.source
+                image = (s.metadata or {}).get("kind") == "image" and Path(s.uri).is_file()
+                cols = st.columns([1, 4]) if image else [None, st.container()]
                 if cols[0] is not None:
                     cols[0].image(s.uri, width=96)
                 score = f" · score {s.score:.2f}" if s.score is not None else ""
-                where = f" · {s.location}" if s.location else ""
-                cited = "" if s.cited else " · retrieved, not cited"
-                cols[1].markdown(f"**[{s.index}]** `{Path(s.uri).name}`{where}{score}{cited}")
+                where = f" · {location(s)}" if location(s) else ""
+                cited = "" if event.cited else " · retrieved, not cited"
+                cols[1].markdown(f"**[{event.index}]** `{Path(s.uri).name}`{where}{score}{cited}")
                 if s.excerpt:
                     cols[1].caption(s.excerpt[:400] + ("…" if len(s.excerpt) > 400 else ""))
 

@@ -17,34 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from mmagent.errors import MMAgentError
+from mmagent.flows.base import SourceEvent
+from mmagent.tools.base import Source
 
 _ID = re.compile(r"^[0-9a-f]{12}$")
 TITLE_WORDS = 8
 
 
-@dataclass
-class SourceView:
-    """A source behind an answer as the UI shows it (a flattened `mmagent.tools.base.Source`)."""
-
-    index: int
-    uri: str
-    score: float | None = None
-    page: int | None = None
-    start: float | None = None
-    end: float | None = None
-    excerpt: str = ""
-    kind: str | None = None
-    cited: bool = True
-
-    @property
-    def location(self) -> str:
-        """'p. 3', '0:12–0:25' or ''."""
-        if self.page is not None:
-            return f"p. {self.page}"
-        if self.start is not None:
-            end = self.end if self.end is not None else self.start
-            return f"{int(self.start) // 60}:{int(self.start) % 60:02d}–{int(end) // 60}:{int(end) % 60:02d}"
+def location(source: Source) -> str:
+    """'p. 3', '0:12–0:25' or '' — where in its file a source is."""
+    if source.page is not None:
+        return f"p. {source.page}"
+    if source.start is None:
         return ""
+    end = source.end if source.end is not None else source.start
+    return f"{int(source.start) // 60}:{int(source.start) % 60:02d}–{int(end) // 60}:{int(end) % 60:02d}"
 
 
 @dataclass
@@ -56,7 +43,7 @@ class ChatMessage:
     kind: str = "text"
     images: list[str] = field(default_factory=list)  # stored upload paths, shown inline
     files: list[str] = field(default_factory=list)  # other attachments (audio, documents) by display name
-    sources: list[SourceView] = field(default_factory=list)
+    sources: list[SourceEvent] = field(default_factory=list)  # the flow's source events, as they came
     tools: list[str] = field(default_factory=list)  # one line per tool call / result
     handoff: str | None = None  # reason, when the turn handed the conversation to a human
     tickets: list[int] = field(default_factory=list)
@@ -69,7 +56,8 @@ class ChatMessage:
     def from_dict(cls, data: dict[str, Any]) -> "ChatMessage":
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["sources"] = [SourceView(**s) for s in values.get("sources", [])]
+        values["sources"] = [SourceEvent(s["index"], Source(**s["source"]), s.get("cited", True))
+                             for s in values.get("sources", [])]
         return cls(**values)
 
 
@@ -122,9 +110,9 @@ class Conversation:
             lines += [f"- attached image: `{Path(p).name}`" for p in m.images]
             lines += [f"- attached file: `{name}`" for name in m.files]
             for s in m.sources:
-                where = f" {s.location}" if s.location else ""
-                score = f" (score {s.score:.2f})" if s.score is not None else ""
-                lines.append(f"- [{s.index}] `{s.uri}`{where}{score}")
+                where = f" {location(s.source)}" if location(s.source) else ""
+                score = f" (score {s.source.score:.2f})" if s.source.score is not None else ""
+                lines.append(f"- [{s.index}] `{s.source.uri}`{where}{score}")
             if m.handoff:
                 lines.append(f"- handed off to a human: {m.handoff}")
             lines += [f"- ticket #{t}" for t in m.tickets]
@@ -151,7 +139,7 @@ class ConversationStore:
         path = self._path(conversation.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(conversation.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(conversation.to_dict(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         os.replace(tmp, path)
         return path
 

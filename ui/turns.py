@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from mmagent.ui.state import ChatMessage, SourceView
+from mmagent.ui.state import ChatMessage
 
 # label shown in the sidebar -> flow name in mmagent.flows.base.FLOWS
 FLOW_LABELS = {"Question answering": "qa", "Customer service": "support", "Summarize": "summarize"}
@@ -73,9 +73,7 @@ class TurnRecorder:
         if isinstance(event, TokenEvent):
             return event.text
         if isinstance(event, SourceEvent):
-            s = event.source
-            m.sources.append(SourceView(event.index, s.uri, s.score, s.page, s.start, s.end, s.excerpt,
-                                        (s.metadata or {}).get("kind"), event.cited))
+            m.sources.append(event)
         elif isinstance(event, ToolCallEvent):
             m.tools.append(f"→ {event.name}({', '.join(f'{k}={v!r}' for k, v in event.args.items())})")
         elif isinstance(event, ToolResultEvent):

@@ -149,6 +149,14 @@ def test_errors_show_in_the_chat_and_the_app_keeps_running(ui_env):
     assert conv.messages[-1].kind == "text" and conv.messages[-1].role == "assistant"
 
 
+def test_a_model_that_cannot_load_is_a_message_not_a_crash(ui_env, monkeypatch):
+    monkeypatch.setenv("MMAGENT_MODEL_ID", str(ui_env / "no-such-model"))
+    at = app_test().run()
+    assert not at.exception, at.exception
+    assert any("could not be loaded" in e.value and "no-such-model" in e.value for e in at.error)
+    assert at.chat_input(key="chat_input") is not None  # the page is still there
+
+
 def test_support_mode_shows_handoff_banner_and_ticket(ui_env):
     at = app_test().run()
     conv_id = at.session_state["conversation"].id

@@ -228,7 +228,11 @@ def render() -> None:
     prompt = st.chat_input("Ask a question, or attach images, audio or documents", accept_file="multiple",
                            file_type=accepted_suffixes(), key="chat_input")
     if not backend_loaded():
-        get_backend()
+        try:
+            get_backend()
+        except MMAgentError as exc:  # a wrong model.id or a broken download: say so, keep the page up
+            st.error(f"The model could not be loaded: {exc}")
+            return
         if not (prompt or recording):
             st.rerun()  # redraw the sidebar with the model's details
     with area:

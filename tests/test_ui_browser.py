@@ -243,3 +243,35 @@ def test_documents_sources_voice_errors_and_handoff_in_a_real_browser(server, tm
         shot(page, tmp_path, "ui-memory.png")
         browser.close()
     assert len(re.findall(r"model loaded in", log.read_text())) == 1
+
+
+@pytest.mark.slow
+def test_microphone_recording_becomes_an_editable_transcript(server, tmp_path, jfk_flac):
+    """st.audio_input in Chromium with a fake microphone that plays jfk.flac (converted to WAV by sox)."""
+    chromium = require_binary("chromium")
+    sox = require_binary("sox")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
+    url, log, started = server
+    wav = tmp_path / "jfk.wav"
+    subprocess.run([sox, str(jfk_flac), "-b", "16", str(wav)], check=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}"])
+        page = browser.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 1000}).new_page()
+        page.goto(url)
+        page.get_by_text(re.compile(r"Model loads: 1 ")).wait_for(timeout=120_000)
+        page.get_by_role("button", name="Record a question").click()
+        page.get_by_role("button", name="Record", exact=True).click()
+        page.wait_for_timeout(9_000)  # the fake microphone plays the speech
+        page.get_by_role("button", name="Stop recording").click()
+        draft = page.get_by_label("Transcript")
+        draft.wait_for(timeout=60_000)
+        assert "ask not what your country can do for you" in draft.input_value().lower()
+        draft.fill("What did the speaker ask of Americans?")
+        page.get_by_role("button", name="Send transcript", exact=True).click()
+        conv = wait_answers(tmp_path, 1)
+        browser.close()
+    user, answer = conv["messages"][0], conv["messages"][1]
+    assert user["text"] == "What did the speaker ask of Americans?" and user["files"] == []
+    assert answer["kind"] == "text" and answer["text"]

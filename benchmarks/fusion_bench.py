@@ -1,8 +1,8 @@
 """Fusion classifier benchmark on easy-vqa: test accuracy per fusion mode and question type, training
 minutes, and prediction throughput (examples/s) from raw text + image files.
 
-Targets (issue 9): every mode beats the blind baseline (66.7%: the most common training answer per
-question type); the best mode reaches >= 90% test accuracy with <= 10 minutes of training; prediction
+Targets (issue 9): every mode beats the blind baseline (66.8%: each question's most common training
+answer, never looking at the image); the best mode reaches >= 90% test accuracy with <= 10 minutes of training; prediction
 runs at >= 50 examples/s. Each mode trains through the shipped `fusion-classifier` recipe (the same
 path as `mmagent finetune run fusion-classifier --set fusion.mode=MODE`), so the frozen encoders'
 features are extracted once (timed separately) and the three heads train on the cache.
@@ -49,6 +49,21 @@ def per_type(folder: Path, cache: str) -> dict[str, float]:
     return {t: sum(h) / len(h) for t, h in sorted(hits.items())}
 
 
+def blind_row(extra: list[str]) -> dict:
+    """The blind baseline on the same split: each question's most common training answer, no image."""
+    from mmagent.finetune.recipe import load_recipe
+    from mmagent.fusion.data import blind_predictions
+    from mmagent.fusion.train import load_splits
+
+    splits = load_splits(load_recipe("fusion-classifier", extra))
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for p, e in zip(blind_predictions(splits.train, splits.test), splits.test):
+        hits[e.qtype].append(p == e.label)
+    everything = [h for v in hits.values() for h in v]
+    return {"mode": "blind (no image)", "test_accuracy": sum(everything) / len(everything),
+            "per_type": {t: sum(h) / len(h) for t, h in sorted(hits.items())}}
+
+
 def throughput(folder: Path, n: int) -> dict[str, float]:
     """Examples/s from raw inputs (image files decoded, both encoders run, no cache): batched and one by one."""
     from mmagent.fusion import FusionClassifier
@@ -74,10 +89,11 @@ def table(rows: list[dict]) -> str:
             "pred ex/s batched", "pred ex/s single"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        timing = ([f"{r['epochs']} ({r['best_epoch']})", f"{r['train_minutes']:.2f}", f"{r['batched_per_s']:.0f}",
+                   f"{r['single_per_s']:.0f}"] if "epochs" in r else ["–"] * 4)
         lines.append("| " + " | ".join([
             r["mode"], f"{100 * r['test_accuracy']:.1f}", *(f"{100 * r['per_type'].get(t, 0):.1f}" for t in types),
-            f"{r['epochs']} ({r['best_epoch']})", f"{r['train_minutes']:.2f}",
-            f"{r['batched_per_s']:.0f}", f"{r['single_per_s']:.0f}"]) + " |")
+            *timing]) + " |")
     return "\n".join(lines)
 
 
@@ -101,16 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{mode}: {json.dumps(row)}", file=sys.stderr, flush=True)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps([*rows, blind_row(args.sets)], indent=1))
         return 0
     import torch
 
-    baseline = rows[0]["blind_baseline"]
+    blind = blind_row(args.sets)
+    baseline = blind["test_accuracy"]
     best = max(rows, key=lambda r: r["test_accuracy"])
     print(f"## Fusion classifier on easy-vqa test ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads)\n")
-    print(table(rows))
-    print(f"\nBlind baseline (most common training answer per question type): {100 * baseline:.1f}%. "
+    print(table([*rows, blind]))
+    print(f"\nBlind baseline (each question's most common training answer): {100 * baseline:.1f}%. "
           f"Feature extraction (once, cached; frozen MiniLM + MobileNetV2): {rows[0]['feature_seconds']:.0f} s. "
           f"Best: {best['mode']} {100 * best['test_accuracy']:.1f}% after {best['train_minutes']:.1f} min of training.")
     targets = [("every mode beats the blind baseline", all(r["test_accuracy"] > baseline for r in rows)),

@@ -163,7 +163,8 @@ class ClassifyPredictor(Predictor):
 
 class FusionPredictor(Predictor):
     """A trained fusion classifier (`mmagent.fusion`); its folder comes as the run's adapter
-    (`mmagent eval fusion` passes it). Each distinct text and image of a batch is encoded once."""
+    (`mmagent eval fusion` passes it). Each distinct text and image of a batch is encoded once, through
+    the feature cache in `paths.cache` (fusion suites use one batch per split, so runs share one entry)."""
 
     def uses_model(self) -> bool:
         return False
@@ -182,7 +183,7 @@ class FusionPredictor(Predictor):
         model = FusionClassifier.load(_classifier(self.adapter))
         examples = [Example(ex.id, ex.document or ex.question, _need(ex.image, ex, "image"), ex.references[0])
                     for ex in batch]
-        return [p.label for p in model.predict_examples(examples, cache_dir=None, progress=False)]
+        return [p.label for p in model.predict_examples(examples, cache_dir=self.config.paths.cache)]
 
 
 def _classifier(adapter: Optional[str]) -> str:

@@ -72,6 +72,19 @@ def tiny_encoders(tmp_path_factory):
     return build
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shapes_jsonl, tiny_encoders) -> dict:
+    """One 3-epoch classifier per mode, shared by the tests that only read them: mode → (folder, result)."""
+    from mmagent.fusion.train import train
+
+    out = {}
+    for mode in ("early", "late", "attention"):
+        folder = tmp_path_factory.mktemp(mode)
+        result = train(recipe(folder, shapes_jsonl, fusion__mode=mode), progress=False, encoders=tiny_encoders())
+        out[mode] = (folder / "run", result)
+    return out
+
+
 def recipe(tmp_path: Path, data: Path, **sets) -> FusionRecipe:
     values = {"output_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
               "data": {"train": str(data), "validation_fraction": 0.25, "test": str(data)},
@@ -155,13 +168,10 @@ def test_validation_split_holds_out_whole_images(shapes_jsonl):
 # ---- training, checkpoints, resume, save/load -----------------------------------------------------------
 @pytest.mark.parametrize("mode", ["early", "late", "attention"])
 def test_training_writes_a_classifier_that_reloads_with_identical_predictions(tmp_path, shapes_jsonl,
-                                                                              tiny_encoders, mode):
+                                                                              tiny_encoders, trained, mode):
     from mmagent.fusion import FusionClassifier
-    from mmagent.fusion.train import train
 
-    text_enc, image_enc = tiny_encoders()
-    result = train(recipe(tmp_path, shapes_jsonl, fusion__mode=mode), progress=False, encoders=(text_enc, image_enc))
-    out = tmp_path / "run"
+    out, result = trained[mode]
     assert result.mode == mode and len(result.history) == 3 and 1 <= result.best_epoch <= 3
     assert {"model.safetensors", "manifest.json", "checkpoint.pt", "metrics.csv", "metrics.jsonl"} <= {
         p.name for p in out.iterdir()}
@@ -194,6 +204,9 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path, sha
     train(first, progress=False, encoders=tiny_encoders())
     with pytest.raises(ConfigError, match="--resume"):
         train(first, progress=False, encoders=tiny_encoders())
+    with pytest.raises(ConfigError, match="cannot resume .* mode was 'attention'"):
+        train(recipe(tmp_path / "b", shapes_jsonl, train__epochs=4, fusion__mode="late"), resume=True,
+              progress=False, encoders=tiny_encoders())
     resumed = train(recipe(tmp_path / "b", shapes_jsonl, train__epochs=4), resume=True, progress=False,
                     encoders=tiny_encoders())
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
@@ -227,17 +240,15 @@ def test_early_stopping_and_fine_tuned_encoder_tails(tmp_path, shapes_jsonl, tin
     assert len(budget.history) == 1 and budget.stopped.startswith("time budget")
 
 
-def test_classify_flow_and_tool_use_a_trained_classifier(tmp_path, shapes_jsonl, tiny_encoders, monkeypatch):
+def test_classify_flow_and_tool_use_a_trained_classifier(shapes_jsonl, tiny_encoders, trained, monkeypatch):
     pytest.importorskip("langgraph")
     from mmagent.config import Config, FlowsConfig
     from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
     from mmagent.fusion import FusionClassifier
     from mmagent.fusion import predict as predict_module
-    from mmagent.fusion.train import train
     from mmagent.tools.registry import load_tools
 
-    train(recipe(tmp_path, shapes_jsonl), progress=False, encoders=tiny_encoders())
-    out = tmp_path / "run"
+    out = trained["attention"][0]
     expected = FusionClassifier.load(out, encoders=tiny_encoders())
     # The flow and tool load folders through FusionClassifier.load(path): hand them the tiny encoders.
     monkeypatch.setattr(predict_module, "build_encoders", lambda spec: tiny_encoders())
@@ -271,20 +282,17 @@ def test_real_encoders_on_an_easy_vqa_slice_beat_the_blind_baseline(tmp_path, ca
     assert result.test_accuracy > result.blind_baseline + 0.05, result
 
 
-def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_encoders, monkeypatch):
+def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_encoders, trained, monkeypatch):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     from mmagent.cli import main
     from mmagent.fusion import FusionClassifier
     from mmagent.fusion import predict as predict_module
     from mmagent.fusion.data import load_jsonl
-    from mmagent.fusion.train import train
 
-    folders = []
-    for mode in ("early", "attention"):
-        train(recipe(tmp_path / mode, shapes_jsonl, fusion__mode=mode), progress=False, encoders=tiny_encoders())
-        folders.append(tmp_path / mode / "run")
+    folders = [trained["early"][0], trained["attention"][0]]
     monkeypatch.setattr(predict_module, "build_encoders", lambda spec: tiny_encoders())
+    monkeypatch.setenv("MMAGENT_PATHS_CACHE", str(tmp_path / "cache"))  # feature cache: not the user's
     out = tmp_path / "eval"
     assert main(["eval", "fusion", *map(str, folders), "--data", str(shapes_jsonl), "--out", str(out),
                  "--resamples", "50"]) == 0
@@ -300,6 +308,7 @@ def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_e
         assert runs[mode]["per_category"]["colour"] == pytest.approx(sum(colour) / len(colour))
         assert (out / mode / "plots" / "confusion_classification.png").is_file()
     assert (out / "comparison.png").is_file()
+    assert list((tmp_path / "cache" / "fusion-features").glob("image-*.safetensors"))  # one entry per split
     with pytest.raises(Exception, match="adapter_config.json"):
         from mmagent.fusion.evaluate import compare
 

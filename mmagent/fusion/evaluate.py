@@ -66,8 +66,8 @@ def write_suite(folder: Path, data: Path, labels: Sequence[str], call: str, name
 
     suite: dict[str, Any] = {"name": name, "description": f"{data.name}: text+image → label ({call})",
                              "task": "classification", "data": str(data), "labels": list(labels), "call": call}
-    if call == "fusion":
-        suite["batch_size"] = 512
+    if call == "fusion":  # one batch: the split's features are extracted once and cached for every classifier
+        suite["batch_size"] = 1_000_000
     else:  # the VLM adapter was trained on the bare question after the image (mmagent.finetune.data)
         suite.update(prompt={"user": "{question}"}, decoding={"max_new_tokens": 4, "temperature": 0.0},
                      postprocess="first_line", batch_size=16)

@@ -118,6 +118,7 @@ def train(recipe: FusionRecipe, resume: bool = False, progress: bool = True,
     manifest = _manifest(recipe, splits, text_enc, image_enc, head_options)
     loop = _Loop(recipe, model, out, manifest, progress)
     if resume and (out / CHECKPOINT).is_file():
+        _check_resumable(out, manifest)
         loop.restore()
     loop.run(encoded[0], encoded[1])
     load_weights(out, model)  # the best epoch
@@ -128,6 +129,18 @@ def train(recipe: FusionRecipe, resume: bool = False, progress: bool = True,
     manifest.metrics = _metrics(splits, result)
     manifest.write(out)
     return result
+
+
+def _check_resumable(out: Path, manifest: Manifest) -> None:
+    """A resumed run must build the same model on the same data; only the `train` section may change."""
+    saved = Manifest.read(out)
+    for name in ("mode", "labels", "encoders", "head", "data_hash"):
+        if getattr(saved, name) != getattr(manifest, name):
+            raise ConfigError(
+                f"cannot resume {out}: its {name} was {getattr(saved, name)!r}, this recipe gives "
+                f"{getattr(manifest, name)!r}. Resume with the same recipe (only train.* may change), "
+                "or train into a new output_dir."
+            )
 
 
 def _test_scores(model: FusionModel, data: EncodedData, examples: Sequence[Example]) -> tuple[float | None, dict[str, float]]:

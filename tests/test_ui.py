@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from mmagent.ui.attachments import UploadError, safe_name, store_upload
-from mmagent.flows.base import SourceEvent
 from mmagent.tools.base import Source
+from mmagent.ui.attachments import UploadError, safe_name, store_upload
 from mmagent.ui.state import ChatMessage, Conversation, ConversationStore
+
+from mmagent.flows.base import SourceEvent
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 TIMEOUT = 120
@@ -200,11 +200,11 @@ def test_memory_page_lists_and_deletes_documents(ui_env):
 
 
 def test_eval_page_shows_runs_and_compares_two(ui_env, tiny_llava_dir, tiny_adapters, monkeypatch):
+    from mmagent.evals.runner import RunOptions, run_suite
+    from mmagent.evals.suite import load_suite
     from streamlit.testing.v1 import AppTest
 
     from mmagent.config import load_config
-    from mmagent.evals.runner import RunOptions, run_suite
-    from mmagent.evals.suite import load_suite
     from mmagent.model import load_backend
 
     config = load_config()

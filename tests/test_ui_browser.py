@@ -189,7 +189,7 @@ def test_documents_sources_voice_errors_and_handoff_in_a_real_browser(server, tm
     before sending, a corrupt upload, the memory page, and a customer-service hand-off banner."""
     chromium = require_binary("chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
-    url, log, started = server
+    url, log, _ = server
     notes = tmp_path / "cafeteria-notes.md"
     notes.write_text("# Cafeteria\nThe staff cafeteria opens at 7:30 in the morning and closes at 15:00.\n")
     broken = tmp_path / "broken.png"
@@ -251,7 +251,7 @@ def test_microphone_recording_becomes_an_editable_transcript(server, tmp_path, j
     chromium = require_binary("chromium")
     sox = require_binary("sox")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
-    url, log, started = server
+    url, _, _ = server
     wav = tmp_path / "jfk.wav"
     subprocess.run([sox, str(jfk_flac), "-b", "16", str(wav)], check=True)
     with sync_api.sync_playwright() as p:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import streamlit as st
-
 from mmagent.ui import chat, eval_page, memory_page
 
 log = logging.getLogger("mmagent.ui")

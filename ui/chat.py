@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 
 import streamlit as st
-
-from mmagent.errors import MMAgentError
 from mmagent.ui import sidebar
 from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
 from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, transcribe
 from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, location
 from mmagent.ui.turns import TurnInput, TurnRecorder, build_request
+
+from mmagent.errors import MMAgentError
 
 log = logging.getLogger("mmagent.ui")
 THUMB = 240

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-
-from mmagent.errors import MMAgentError
 from mmagent.ui.attachments import accepted_suffixes, store_upload
 from mmagent.ui.resources import get_backend, get_config
+
+from mmagent.errors import MMAgentError
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -41,7 +41,7 @@ def known_collections() -> list[str]:
 
 def ingest_files(collection: str, paths: list[str], labels: list[str] | None = None) -> Any:
     """Ingest stored files into `collection` with a progress bar; returns the merged IngestSummary."""
-    from mmagent.memory import IngestSummary, Ingestor, open_memory
+    from mmagent.memory import Ingestor, IngestSummary, open_memory
     from mmagent.memory.ingest import default_models
     from mmagent.memory.loaders import IMAGE_SUFFIXES
 
@@ -70,8 +70,9 @@ def ingest_files(collection: str, paths: list[str], labels: list[str] | None = N
 
 
 def summary_text(summary: Any) -> str:
-    lines = [f"Added {summary.ingested} of {summary.files} file(s) to '{summary.collection}' "
-             f"({summary.chunks} new chunk(s), {summary.seconds:.1f} s)."]
+    head = (f"Added {summary.ingested} of {summary.files} file(s) to '{summary.collection}' "
+            f"({summary.chunks} new chunk(s), {summary.seconds:.1f} s).")
+    lines = [head]
     lines += [f"- skipped {Path(n.path).name}: {n.reason}" for n in summary.skipped]
     lines += [f"- failed {Path(n.path).name}: {n.reason}" for n in summary.failed]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -36,6 +37,7 @@ class LoadStats:
     load_seconds: float = 0.0
     switches: int = 0
     last_switch_seconds: float | None = None
+    loaded: set[str] = field(default_factory=set)  # config keys whose model is resident
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -43,19 +45,19 @@ def config_key() -> str:
     """A fingerprint of what configures this process (MMAGENT_* variables, the config file's bytes)."""
     env = {k: v for k, v in os.environ.items() if k.startswith("MMAGENT_")}
     path = os.environ.get("MMAGENT_CONFIG") or ("mmagent.yaml" if os.path.isfile("mmagent.yaml") else "")
-    body = open(path, "rb").read() if path and os.path.isfile(path) else b""
+    body = Path(path).read_bytes() if path and os.path.isfile(path) else b""
     blob = json.dumps(env, sort_keys=True).encode() + hashlib.sha256(body).digest()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @st.cache_resource(show_spinner=False)
-def _config(key: str) -> "Config":
+def _config(key: str) -> Config:
     from mmagent.config import load_config
 
     return load_config()
 
 
-def get_config() -> "Config":
+def get_config() -> Config:
     """The validated config of this process (file + environment), read once per configuration."""
     return _config(config_key())
 
@@ -75,12 +77,14 @@ def _backend(key: str) -> Any:
     with stats.lock:
         stats.loads += 1
         stats.load_seconds = time.perf_counter() - started
+        stats.loaded.add(key)
     log.info("mmagent ui: model loaded in %.2f s (load #%d)", stats.load_seconds, stats.loads)
     return backend
 
 
 def backend_loaded() -> bool:
-    return load_stats().loads > 0
+    """Whether this configuration's model is already resident (no spinner needed)."""
+    return config_key() in load_stats().loaded
 
 
 def get_backend() -> Any:
@@ -125,13 +129,13 @@ def adapter_names() -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
-def _flow(name: str, adapter: str | None, key: str) -> "GraphFlow":
+def _flow(name: str, adapter: str | None, key: str) -> GraphFlow:
     from mmagent.flows.base import get_flow
 
     return get_flow(name, get_config(), AdapterBound(_backend(key), adapter))
 
 
-def get_flow(name: str, adapter: str | None) -> "GraphFlow":
+def get_flow(name: str, adapter: str | None) -> GraphFlow:
     """Flow `name` on the shared model with `adapter`; a first use of an adapter is timed as a switch."""
     get_backend()
     stats = load_stats()

@@ -10,7 +10,6 @@ import json
 import time
 
 import streamlit as st
-
 from mmagent.ui.memory_page import known_collections
 from mmagent.ui.resources import adapter_names, backend_loaded, get_backend, get_flow, load_stats
 from mmagent.ui.state import Conversation, ConversationStore

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mmagent.tools.base import Source
+
 from mmagent.errors import MMAgentError
 from mmagent.flows.base import SourceEvent
-from mmagent.tools.base import Source
 
 _ID = re.compile(r"^[0-9a-f]{12}$")
 TITLE_WORDS = 8
@@ -53,7 +54,7 @@ class ChatMessage:
     created: float = field(default_factory=time.time)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ChatMessage":
+    def from_dict(cls, data: dict[str, Any]) -> ChatMessage:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["sources"] = [SourceEvent(s["index"], Source(**s["source"]), s.get("cited", True))
@@ -94,7 +95,7 @@ class Conversation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Conversation":
+    def from_dict(cls, data: dict[str, Any]) -> Conversation:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["messages"] = [ChatMessage.from_dict(m) for m in values.get("messages", [])]
@@ -127,7 +128,7 @@ class ConversationStore:
         self.root = Path(root).expanduser()
 
     @classmethod
-    def for_config(cls, config: Any) -> "ConversationStore":
+    def for_config(cls, config: Any) -> ConversationStore:
         return cls(Path(config.paths.data).expanduser() / "ui" / "conversations")
 
     def _path(self, conversation_id: str) -> Path:

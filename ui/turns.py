@@ -9,8 +9,9 @@ are collected into the :class:`~mmagent.ui.state.ChatMessage` that is saved with
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from mmagent.ui.state import ChatMessage
 
@@ -67,7 +68,14 @@ class TurnRecorder:
             self.message.text = "".join(self._streamed).strip()
 
     def _record(self, event: Any) -> str:
-        from mmagent.flows.base import DoneEvent, HandoffEvent, SourceEvent, TokenEvent, ToolCallEvent, ToolResultEvent
+        from mmagent.flows.base import (
+            DoneEvent,
+            HandoffEvent,
+            SourceEvent,
+            TokenEvent,
+            ToolCallEvent,
+            ToolResultEvent,
+        )
 
         m = self.message
         if isinstance(event, TokenEvent):

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,8 +34,8 @@ def streamlit_command(port: int, host: str, max_upload_mb: int) -> list[str]:
 def ui(
     port: int = typer.Option(8501, "--port", "-p", help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes it to your network)."),
-    adapter_path: Optional[list[str]] = typer.Option(None, "--adapter-path", help="Offer an adapter: NAME=DIR (repeatable)."),
-    config: Optional[Path] = ConfigOpt,
+    adapter_path: list[str] | None = typer.Option(None, "--adapter-path", help="Offer an adapter: NAME=DIR (repeatable)."),
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Start the chat UI in your browser: chat, memory and eval reports."""
     from mmagent.cli.chat import parse_adapter_paths

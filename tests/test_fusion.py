@@ -14,13 +14,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mmagent.errors import ConfigError  # noqa: E402
-from mmagent.finetune.recipe import from_dict, load_recipe, run_recipe  # noqa: E402
-from mmagent.fusion.recipe import FusionRecipe  # noqa: E402
+from mmagent.errors import ConfigError
+from mmagent.finetune.recipe import from_dict, load_recipe, run_recipe
+from mmagent.fusion.recipe import FusionRecipe
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
 SHAPES = ("circle", "square")
-WORDS = "what colour is the shape ? which is it a an".split()
+WORDS = ["what", "colour", "is", "the", "shape", "?", "which", "is", "it", "a", "an"]
 
 
 def draw(path: Path, colour: str, shape: str, offset: int) -> None:
@@ -242,11 +242,12 @@ def test_early_stopping_and_fine_tuned_encoder_tails(tmp_path, shapes_jsonl, tin
 
 def test_classify_flow_and_tool_use_a_trained_classifier(shapes_jsonl, tiny_encoders, trained, monkeypatch):
     pytest.importorskip("langgraph")
+    from mmagent.tools.registry import load_tools
+
     from mmagent.config import Config, FlowsConfig
     from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
     from mmagent.fusion import FusionClassifier
     from mmagent.fusion import predict as predict_module
-    from mmagent.tools.registry import load_tools
 
     out = trained["attention"][0]
     expected = FusionClassifier.load(out, encoders=tiny_encoders())
@@ -275,8 +276,8 @@ def test_real_encoders_on_an_easy_vqa_slice_beat_the_blind_baseline(tmp_path, ca
     if locate(MOBILENET_V2, cache_dir) is None:
         pytest.skip("MobileNetV2 weights are not in the cache yet (mmagent setup)")
     r = load_recipe("fusion-classifier", [f"output_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}",
-                                          "data.limit=4000", "data.test_limit=1000", "fusion.mode=early",
-                                          "train.epochs=8", "train.patience=3"])
+                                          "data.limit=1200", "data.test_limit=400", "fusion.mode=early",
+                                          "train.epochs=10", "train.patience=3"])
     result = run_recipe(r, progress=False)
     assert result.blind_baseline is not None and 0.5 < result.blind_baseline < 0.8
     assert result.test_accuracy > result.blind_baseline + 0.05, result
@@ -298,6 +299,7 @@ def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_e
                  "--resamples", "50"]) == 0
     report = (out / "comparison.md").read_text()
     assert "| early |" in report and "| attention |" in report and "colour" in report and "shape" in report
+    assert "| blind (no image) |" in report
     runs = {r["name"]: r for r in json.loads((out / "comparison.json").read_text())}
     examples = load_jsonl(shapes_jsonl)
     for mode, folder in zip(("early", "attention"), folders):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmagent.images import IMAGE_MIME_TYPES
 from mmagent.tools.base import Source, Tool, ToolError, ToolResult
+
+from mmagent.images import IMAGE_MIME_TYPES
 
 
 class ClassifyTool(Tool):

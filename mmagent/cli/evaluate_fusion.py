@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ def fusion_command(
     data: str = typer.Option("easy-vqa:test", "--data", "-d", help="easy-vqa:test or a JSONL file of {text, image, label}."),
     out: Path = typer.Option(Path("eval-runs/fusion"), "--out", "-o", help="Output folder: one run per classifier + comparison.md."),
     limit: int = typer.Option(0, "--limit", "-n", help="Only the first N examples (0 = all)."),
-    vlm_adapter: Optional[Path] = typer.Option(None, "--vlm-adapter", help="Also evaluate this LoRA adapter of the VLM on the same examples."),
+    vlm_adapter: Path | None = typer.Option(None, "--vlm-adapter", help="Also evaluate this LoRA adapter of the VLM on the same examples."),
     vlm_limit: int = typer.Option(300, "--vlm-limit", help="Examples for the VLM adapter (generation is slow; 0 = all)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% CIs in each run's report."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs' scores as JSON."),

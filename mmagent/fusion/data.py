@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from mmagent.finetune.data import DataError, easy_vqa_category
 
 EASY_VQA = "easy-vqa"
 MAX_REPORTED = 20
-__all__ = ["DataError", "Example", "load_source", "load_jsonl", "split_by_image", "blind_baseline"]
+__all__ = ["DataError", "Example", "blind_baseline", "load_jsonl", "load_source", "split_by_image"]
 
 
 @dataclass(frozen=True)

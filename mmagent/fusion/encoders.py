@@ -14,8 +14,9 @@ own sentence pooling) and the mean of the grid (MobileNetV2's own global pooling
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -169,7 +170,7 @@ class ImageTail(nn.Module):
         super().__init__()
         self.blocks = nn.Sequential(*blocks)
 
-    def train(self, mode: bool = True) -> "ImageTail":
+    def train(self, mode: bool = True) -> ImageTail:
         """BatchNorm keeps its ImageNet statistics: small fine-tuning batches would only add noise."""
         super().train(mode)
         for module in self.modules():

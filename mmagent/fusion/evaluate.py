@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmagent.errors import MMAgentError
 
@@ -108,6 +109,8 @@ def compare(classifiers: Sequence[Path], out: Path, source: str = "easy-vqa:test
         runs.append(_summary(name, "fusion", result, manifest.metrics.get("train_seconds")))
     if vlm_adapter is not None:
         runs.append(_vlm_run(vlm_adapter, out, data, labels, vlm_limit, config, progress, resamples))
+    if classifiers:
+        runs.append(_blind_run(classifiers[0], source, limit, out))
     report, plot = write_comparison(out, runs, source)
     return Comparison(out, runs, report, plot)
 
@@ -118,6 +121,24 @@ def _names(classifiers: Sequence[Path]) -> list[str]:
 
     modes = [Manifest.read(c).mode for c in classifiers]
     return [m if modes.count(m) == 1 else f"{m}-{Path(c).name}" for m, c in zip(modes, classifiers)]
+
+
+def _blind_run(classifier: Path, source: str, limit: int, out: Path) -> RunSummary:
+    """The bar to clear: each question's most common answer in the classifier's training data, no image."""
+    from mmagent.evals.metrics.classification import score_classification
+    from mmagent.fusion.data import blind_predictions, load_source
+    from mmagent.fusion.model import Manifest
+
+    train_source = Manifest.read(classifier).recipe.get("data", {}).get("train", "easy-vqa:train")
+    test = load_source(source, limit)
+    predictions = blind_predictions(load_source(train_source), test)
+    scored = score_classification({e.id: e.label for e in test}, dict(zip((e.id for e in test), predictions)))
+    groups: dict[str, list[bool]] = {}
+    for p, e in zip(predictions, test):
+        if e.qtype:
+            groups.setdefault(e.qtype, []).append(p == e.label)
+    return RunSummary("blind (no image)", "baseline", out, len(test), scored.metrics(),
+                      {k: sum(v) / len(v) for k, v in groups.items()})
 
 
 def _vlm_run(adapter: Path, out: Path, data: Path, labels: Sequence[str], limit: int, config: Any,
@@ -154,7 +175,7 @@ def write_comparison(out: Path, runs: list[RunSummary], source: str) -> tuple[Pa
         lines.append(f"Best fusion mode: **{best.name}** ({100 * best.metrics['accuracy']:.1f}% accuracy).")
     lines += ["", "Scores in %, from each run's results.json; per-class scores, 95% CIs and the confusion "
               "matrix are in each run's report:", ""]
-    lines += [f"- {r.name}: [{r.out.name}/report.md]({r.out.name}/report.md)" for r in runs]
+    lines += [f"- {r.name}: [{r.out.name}/report.md]({r.out.name}/report.md)" for r in runs if r.kind != "baseline"]
     if any(r.count != runs[0].count for r in runs):
         lines += ["", "Runs cover different numbers of examples (the VLM runs on a prefix): compare them "
                   "with `mmagent eval compare RUN_A RUN_B`, which pairs the shared examples."]
@@ -178,14 +199,14 @@ def _plot(path: Path, runs: list[RunSummary], categories: list[str]) -> Path:
     plt = _pyplot()
     groups = ["all", *categories]
     width = 0.8 / max(1, len(runs))
-    fig, ax = plt.subplots(figsize=(2 + 1.3 * len(groups), 3.2))
+    fig, ax = plt.subplots(figsize=(3.5 + 1.3 * len(groups), 3.2))
     for i, r in enumerate(runs):
         values = [r.metrics["accuracy"], *(r.per_category.get(c, 0.0) for c in categories)]
         ax.bar([g + i * width for g in range(len(groups))], values, width, label=r.name)
     ax.set_xticks([g + width * (len(runs) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

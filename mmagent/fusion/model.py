@@ -55,7 +55,7 @@ class Manifest:
     format: str = FORMAT
 
     @classmethod
-    def read(cls, folder: str | Path) -> "Manifest":
+    def read(cls, folder: str | Path) -> Manifest:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise ModelLoadError(

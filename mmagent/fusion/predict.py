@@ -11,16 +11,25 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from mmagent.fusion.data import Example
 from mmagent.fusion.encoders import ImageEncoder, TextEncoder, TextFeatures
 from mmagent.fusion.features import encode_examples
-from mmagent.fusion.model import MANIFEST, WEIGHTS, FusionModel, Manifest, build_encoders, build_model, load_weights
+from mmagent.fusion.model import (
+    MANIFEST,
+    WEIGHTS,
+    FusionModel,
+    Manifest,
+    build_encoders,
+    build_model,
+    load_weights,
+)
 
 PREDICT_BATCH = 64
 TEXT_CACHE = 4096  # distinct texts kept encoded per classifier (~15 kB each for MiniLM)
@@ -47,7 +56,7 @@ class FusionClassifier:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path, encoders: tuple[TextEncoder, ImageEncoder] | None = None) -> "FusionClassifier":
+    def load(cls, path: str | Path, encoders: tuple[TextEncoder, ImageEncoder] | None = None) -> FusionClassifier:
         """Read `path` (a training run's output_dir); `encoders` replaces the packaged ones (tests).
 
         Loading the packaged encoders takes seconds, so a folder loaded before (and unchanged since)
@@ -61,7 +70,7 @@ class FusionClassifier:
         return _load_cached(str(path), stamp)
 
     @classmethod
-    def _build(cls, path: Path, encoders: tuple[TextEncoder, ImageEncoder] | None) -> "FusionClassifier":
+    def _build(cls, path: Path, encoders: tuple[TextEncoder, ImageEncoder] | None) -> FusionClassifier:
         manifest = Manifest.read(path)
         text_enc, image_enc = encoders or build_encoders(manifest.encoders)
         model = build_model(text_enc, image_enc, manifest.mode, len(manifest.labels), manifest.head)

@@ -15,9 +15,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -25,7 +26,14 @@ from mmagent.errors import ConfigError
 from mmagent.fusion.data import Example, blind_baseline, easy_vqa_labels, load_source, split_by_image
 from mmagent.fusion.encoders import ImageEncoder, TextEncoder
 from mmagent.fusion.features import EncodedData, encode_examples
-from mmagent.fusion.model import FusionModel, Manifest, build_encoders, build_model, load_weights, save_classifier
+from mmagent.fusion.model import (
+    FusionModel,
+    Manifest,
+    build_encoders,
+    build_model,
+    load_weights,
+    save_classifier,
+)
 from mmagent.fusion.recipe import FusionRecipe
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,7 @@ def load_splits(recipe: FusionRecipe) -> Splits:
 def data_hash(examples: Sequence[Example]) -> str:
     h = hashlib.sha256()
     for e in examples:
-        h.update(f"{e.text}\0{Path(e.image).name}\0{e.label}\n".encode("utf-8"))
+        h.update(f"{e.text}\0{Path(e.image).name}\0{e.label}\n".encode())
     return h.hexdigest()[:16]
 
 

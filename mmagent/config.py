@@ -142,7 +142,7 @@ class FlowsConfig:
         default=0, metadata={"help": "summarize: prompt budget in tokens; 0 = the model's context window"}
     )
     classifier: str | None = field(
-        default=None, metadata={"help": "classify: a trained fusion classifier folder used instead of the VLM; None = the VLM"}
+        default=None, metadata={"help": "classify (CLI, tool, UI): a trained fusion classifier folder used instead of the VLM; None = the VLM"}
     )
 
     def __post_init__(self) -> None:

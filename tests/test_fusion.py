@@ -240,7 +240,7 @@ def test_early_stopping_and_fine_tuned_encoder_tails(tmp_path, shapes_jsonl, tin
     assert len(budget.history) == 1 and budget.stopped.startswith("time budget")
 
 
-def test_classify_flow_and_tool_use_a_trained_classifier(shapes_jsonl, tiny_encoders, trained, monkeypatch):
+def test_classify_flow_and_tool_use_a_trained_classifier(shapes_jsonl, tiny_encoders, trained, monkeypatch, capsys):
     pytest.importorskip("langgraph")
     from mmagent.tools.registry import load_tools
 
@@ -259,6 +259,12 @@ def test_classify_flow_and_tool_use_a_trained_classifier(shapes_jsonl, tiny_enco
     got = flow.predict(ClassifyRequest(["circle", "square"], "which shape is it?", image, str(out)))
     assert got.method == "fusion" and set(got.scores) == {"circle", "square"}
     assert got.label == max(("circle", "square"), key=want.scores.__getitem__)
+    all_labels = flow.predict(ClassifyRequest([], "which shape is it?", image, str(out)))  # the classifier's labels
+    assert all_labels.label == want.label and set(all_labels.scores) == set(expected.labels)
+    from mmagent.cli import main
+
+    assert main(["run", "classify", "which shape is it?", "--image", image, "--classifier", str(out), "--json"]) == 0
+    assert f'"label": "{want.label}"' in capsys.readouterr().out
     tool = load_tools(names=["classify"], config=Config(flows=FlowsConfig(classifier=str(out))))["classify"]
     result = tool(text="which shape is it?", image=image)
     assert result.data.label == want.label and result.text.startswith(want.label)

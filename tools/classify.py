@@ -62,10 +62,6 @@ class ClassifyTool(Tool):
         from mmagent.flows.classify import ClassifyRequest
 
         classifier = classifier or self.config.flows.classifier
-        if not labels:
-            from mmagent.fusion import FusionClassifier
-
-            labels = FusionClassifier.load(classifier).labels
-        prediction = self.flow.predict(ClassifyRequest(list(labels), text, image, classifier))
+        prediction = self.flow.predict(ClassifyRequest(list(labels or []), text, image, classifier))
         sources = [Source(uri=image, score=prediction.confidence)] if image else []
         return ToolResult(text=f"{prediction.label} ({prediction.confidence:.0%})", data=prediction, sources=sources)

@@ -132,7 +132,7 @@ def summarize(
 @run_app.command()
 def classify(
     text: str = typer.Argument("", help="Text to classify (may be empty with --image)."),
-    labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated label set, e.g. positive,negative."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Comma-separated label set, e.g. positive,negative (default with --classifier: its labels)."),
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Image to classify with the text."),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A trained fusion classifier instead of the VLM."),
     as_json: bool = JsonOpt, prompts: Optional[Path] = PromptsOpt,
@@ -143,8 +143,9 @@ def classify(
     from mmagent.flows.classify import ClassifyRequest, parse_labels
 
     flow = _flow("classify", config, set_, model, quantization)
-    request = ClassifyRequest(parse_labels(labels), text, str(image) if image else None,
-                              str(classifier) if classifier else None, prompts=str(prompts) if prompts else None)
+    classifier_path = str(classifier) if classifier else flow.config.flows.classifier
+    request = ClassifyRequest(parse_labels(labels) if labels else [], text, str(image) if image else None,
+                              classifier_path, prompts=str(prompts) if prompts else None)
     done = _print(flow.run(request), as_json)
     if not as_json and done:
         p = done["prediction"]

@@ -113,14 +113,15 @@ def _generated_labels(backend: Any, held_out: list[Example], labels: list[str], 
 
 
 def blind_predictions(train: list[Example], held_out: list[Example]) -> list[str]:
-    """Each held-out example's most common training label within its category (known from the text alone)."""
-    from collections import Counter
+    """What a model reading only the text answers: one implementation, mmagent.fusion.data.blind_predictions
+    (each question's most common training label, else its category's, else the overall one)."""
+    from mmagent.fusion.data import Example as Row
+    from mmagent.fusion.data import blind_predictions as blind
 
-    by_category: dict[str, Counter] = {}
-    for example in train:
-        by_category.setdefault(example.category, Counter())[example.meta["label"]] += 1
-    overall = Counter(e.meta["label"] for e in train)
-    return [(by_category.get(e.category) or overall).most_common(1)[0][0] for e in held_out]
+    def rows(examples: list[Example]) -> list[Row]:
+        return [Row(str(i), e.meta["text"], e.meta["image"], e.meta["label"], e.category) for i, e in enumerate(examples)]
+
+    return blind(rows(train), rows(held_out))
 
 
 def _summary(result: Any, held_out: list[Example], predictions: dict[str, str]) -> dict[str, Any]:

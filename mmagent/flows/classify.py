@@ -143,6 +143,8 @@ class ClassifyFlow(GraphFlow):
         return graph.compile()
 
     def start(self, request: ClassifyRequest) -> dict[str, Any]:
+        if not request.labels and request.classifier:  # a fusion classifier knows its label set
+            request.labels = list(_fusion_classifier(request.classifier).labels)
         request.labels = parse_labels(request.labels)
         if request.image:
             request.image = check_files([request.image], "image")[0]
@@ -166,7 +168,6 @@ class ClassifyFlow(GraphFlow):
 
     def _score(self, state: ClassifyState) -> dict[str, Any]:
         request = state["request"]
-        request.classifier = request.classifier or self.config.flows.classifier
         if request.classifier:
             return {"prediction": _fusion_predict(request)}
         images = [request.image] if request.image else []
@@ -188,14 +189,16 @@ class ClassifyFlow(GraphFlow):
         return {}
 
 
+def _fusion_classifier(path: str) -> Any:
+    """The trained classifier at `path` (loaded once per process; see FusionClassifier.load)."""
+    from mmagent.fusion import FusionClassifier
+
+    return FusionClassifier.load(path)
+
+
 def _fusion_predict(request: ClassifyRequest) -> Prediction:
     """Predict with a trained `mmagent.fusion.FusionClassifier`; its labels must match the request's."""
-    import importlib
-
-    fusion = importlib.import_module("mmagent.fusion")
-    if not hasattr(fusion, "FusionClassifier"):
-        raise FlowError("--classifier needs mmagent.fusion.FusionClassifier, which this install does not have.")
-    model = fusion.FusionClassifier.load(request.classifier)
+    model = _fusion_classifier(request.classifier)
     out = model.predict(request.text, request.image)
     scores = dict(getattr(out, "scores", None) or {})
     known = list(getattr(model, "labels", None) or scores)

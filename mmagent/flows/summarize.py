@@ -200,7 +200,19 @@ class SummarizeFlow(GraphFlow):
 
     @staticmethod
     def _documents(pieces: list[Piece]) -> str:
-        return "\n".join(fence(p.text, f"[{i}] {_label(p.source)}") for i, p in enumerate(pieces, start=1))
+        """The pieces as fenced data, one fence per file (consecutive pieces of a file joined).
+
+        Unnumbered: a summary does not cite, and a run of numbered fences ("[1] a.pdf p. 1", "[2] a.pdf
+        p. 2") made the 135M default model continue the pattern ("<<<Data [3] ...") instead of summarizing.
+        """
+        blocks: list[tuple[str, list[str]]] = []
+        for piece in pieces:
+            label = _label(piece.source)
+            if blocks and blocks[-1][0] == label:
+                blocks[-1][1].append(piece.text)
+            else:
+                blocks.append((label, [piece.text]))
+        return "\n".join(fence("\n\n".join(texts), label) for label, texts in blocks)
 
 
 def _sources_of(piece: Piece) -> list[Source]:
@@ -216,11 +228,5 @@ def _unique(sources: Any) -> list[Source]:
 
 
 def _label(source: Source) -> str:
-    if source.uri == "(notes)":
-        return "notes"
-    name = Path(source.uri).name
-    if source.page is not None:
-        return f"{name} p. {source.page}"
-    if source.start is not None:
-        return f"{name} {source.start:.0f}s-{(source.end or source.start):.0f}s"
-    return name
+    """The fence label of a piece: its file's name, or "notes" for map-round notes."""
+    return "notes" if source.uri == "(notes)" else Path(source.uri).name

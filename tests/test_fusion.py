@@ -321,3 +321,22 @@ def test_eval_fusion_compares_modes_in_one_report(tmp_path, shapes_jsonl, tiny_e
         from mmagent.fusion.evaluate import compare
 
         compare([], tmp_path / "eval2", str(shapes_jsonl), vlm_adapter=tmp_path)
+
+
+def test_eval_fusion_scores_a_vlm_adapter_on_the_same_examples(tmp_path, shapes_jsonl, trained, tiny_encoders,
+                                                              tiny_llava_dir, tiny_adapters, monkeypatch):
+    pytest.importorskip("sklearn")
+    from mmagent.fusion import predict as predict_module
+    from mmagent.fusion.evaluate import compare
+
+    monkeypatch.setattr(predict_module, "build_encoders", lambda spec: tiny_encoders())
+    monkeypatch.setenv("MMAGENT_PATHS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMAGENT_MODEL_ID", str(tiny_llava_dir))
+    result = compare([trained["early"][0]], tmp_path / "eval", str(shapes_jsonl), vlm_adapter=tiny_adapters["a"],
+                     vlm_limit=3, progress=False, resamples=20)
+    runs = {r.name: r for r in result.runs}
+    assert set(runs) == {"early", "vlm-adapter", "blind (no image)"}
+    assert runs["vlm-adapter"].count == 3 and runs["early"].count == 48
+    manifest = json.loads((tmp_path / "eval" / "vlm-adapter" / "manifest.json").read_text())
+    assert manifest["adapter"] == "vlm" and manifest["adapter_sha256"]
+    assert "different numbers of examples" in result.report.read_text()

@@ -30,6 +30,9 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from mmagent.model.quantization import quiet_bitsandbytes_import
+
+    quiet_bitsandbytes_import()
     _register()
     try:
         result = app(args=argv, standalone_mode=False)

@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
-# bitsandbytes 0.50 looks for an optional faster CPU 4-bit kernel from the Hugging Face hub (the `kernels`
-# package) when it is imported, and logs a WARNING on every import when it is absent. Its built-in CPU kernels
-# work, and fetching code from a hub at run time is what an offline install must not do: the message is noise.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def quiet_bitsandbytes_import() -> None:
+    """bitsandbytes 0.50 looks for an optional faster CPU 4-bit kernel from the Hugging Face hub (the `kernels`
+    package) when it is imported, and logs a WARNING on every import when it is absent. Its built-in CPU
+    kernels work, and fetching code from a hub at run time is what an offline install must not do: noise.
+    (transformers imports bitsandbytes on its own, e.g. for sentence-transformers, so the CLI calls this early.)"""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+quiet_bitsandbytes_import()
 
 # transformers matches these as regexes from the start of a module's full name (or as suffixes).
 SKIP_MODULES = [

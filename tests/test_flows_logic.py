@@ -133,6 +133,20 @@ def test_qa_answers_from_fenced_numbered_sources(cfg):
     assert cited_numbers("as [2] says, and [1], [2] and [9]", 2) == [2, 1]
 
 
+def test_answers_without_marks_cite_the_passages_their_words_came_from():
+    from mmagent.flows.qa import attributed_numbers
+    from mmagent.tools.base import Source
+
+    passages = [Source(uri="a.md", excerpt="The office cat is called Miso and sleeps on the printer."),
+                Source(uri="b.md", excerpt="Express shipping takes one business day."),
+                Source(uri="c.md", excerpt="Miso the cat was adopted in 2021 from a shelter.")]
+    question = "What is the name of the office cat?"
+    assert attributed_numbers("The cat is called Miso.", question, passages) == [1, 3]
+    assert attributed_numbers("It sleeps on the printer, Miso.", question, passages) == [1]
+    assert attributed_numbers("The office cat.", question, passages) == []  # adds nothing to the question
+    assert attributed_numbers("Paris is in France.", question, passages) == []  # from no passage
+
+
 # ---- classify -------------------------------------------------------------------------------------
 def test_classify_scores_are_label_likelihoods(cfg, tiny_llava_dir, cat_photo):
     import torch

@@ -19,6 +19,10 @@ from mmagent.tools.base import Source
 
 PROMPT_KEYS = ("system", "system_open", "user", "user_open", "no_answer")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+_WORD = re.compile(r"[^\W_]+")
+# Words too common to show that an answer drew on a passage.
+_COMMON = frozenset("""a an and are as at be but by for from has have he her his how i if in is it its not of on or
+she so that the their them there they this to was we were what when where which who why will with you your""".split())
 
 
 @dataclass
@@ -53,6 +57,26 @@ def cited_numbers(answer: str, count: int) -> list[int]:
         if 1 <= n <= count:
             seen.setdefault(n)
     return list(seen)
+
+
+def attributed_numbers(answer: str, question: str, sources: list[Source]) -> list[int]:
+    """The sources an answer without [n] marks drew on: passages holding the answer's own words.
+
+    Small models rarely write citation marks, yet the user still needs to know where an answer came from.
+    Only words the answer adds beyond the question count (the question's words are in every retrieved
+    passage by construction), and a passage is credited when it holds at least half as many of them as
+    the best one, so one shared common word does not cite everything.
+    """
+    asked = {w.lower() for w in _WORD.findall(question)}
+    added = {w.lower() for w in _WORD.findall(answer)} - asked - _COMMON
+    if not added:
+        return []
+    overlap = {i: len(added & {w.lower() for w in _WORD.findall(s.excerpt or "")})
+               for i, s in enumerate(sources, start=1)}
+    best = max(overlap.values(), default=0)
+    if best == 0:
+        return []
+    return sorted((i for i, n in overlap.items() if 2 * n >= best and n > 0), key=lambda i: -overlap[i])
 
 
 class QAFlow(GraphFlow):
@@ -127,12 +151,17 @@ class QAFlow(GraphFlow):
         return {"answer": answer}
 
     def _cite(self, state: QAState) -> dict[str, Any]:
-        sources, answer = state["sources"], state["answer"]
+        sources, answer = state["sources"], state["answer"].strip()
         cited = cited_numbers(answer, len(sources))
+        inferred = not cited and bool(sources)
+        if inferred:  # the model wrote no [n]: credit the passages its words came from, and say so
+            cited = attributed_numbers(answer, state["question"], sources)
+            answer = f"{answer} {''.join(f'[{i}]' for i in cited)}".strip()
         for i, source in enumerate(sources, start=1):
             emit(SourceEvent(i, source, cited=i in cited))
-        emit(DoneEvent(answer.strip(), {"question": state["question"], "answered": True, "citations": cited,
-                                        "transcript": state.get("transcript", "")}))
+        emit(DoneEvent(answer, {"question": state["question"], "answered": True, "citations": cited,
+                                "citations_inferred": inferred and bool(cited),
+                                "transcript": state.get("transcript", "")}))
         return {}
 
     # ---- prompt ----------------------------------------------------------------------------------

@@ -58,6 +58,55 @@ def test_region_tokens_see_the_colours_of_the_image(default_model_dir):
     assert hist[0, red] > 0.9 and all(hist[r, white] > 0.9 for r in (1, 2, 3)), hist
 
 
+def test_an_adapter_carries_the_region_center_of_its_training_images(default_model_dir, tmp_path):
+    """Fine-tuning centres the region features on its images; the adapter must bring that centre back."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mmagent.model.default_vlm.vision import fit_region_center
+
+    processor = AutoProcessor.from_pretrained(default_model_dir)
+    images = [Image.new("RGB", (64, 64), colour) for colour in ("white", "red", "navy")]
+    pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    model = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
+    tower = model.model.vision_tower
+    assert fit_region_center(tower, [pixels]) == 3
+    with torch.no_grad():
+        centred = tower._region_features(pixels, tower.mobilenet.features(pixels))
+    assert centred.mean(dim=(0, 1)).abs().max() < 1e-4  # the training images' mean is now zero
+    fitted = tower.region_center.center.clone()
+    assert fitted.abs().sum() > 0
+    config = LoraConfig(r=2, target_modules=".*language_model.*\\.q_proj", modules_to_save=["region_center"])
+    get_peft_model(model, config).save_pretrained(tmp_path / "adapter")
+
+    fresh = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
+    assert fresh.model.vision_tower.region_center.center.abs().sum() == 0  # the base stays uncentred
+    loaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    wrapper = loaded.base_model.model.model.vision_tower.region_center
+    assert torch.equal(wrapper.modules_to_save["default"].center, fitted)
+    with loaded.disable_adapter():
+        assert wrapper(torch.ones_like(fitted)).eq(1).all()  # adapter off: no centring
+
+
+def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_dir):
+    """The recipe fits the centre on its training images into the adapter; the resident base stays as it was."""
+    from types import SimpleNamespace
+
+    from mmagent.config import load_config
+    from mmagent.finetune.lora import _peft_model
+    from mmagent.finetune.recipe import load_recipe
+    from mmagent.model import load_backend
+
+    backend = load_backend(load_config(overrides={"paths.cache": str(cache_dir), "model.ocr": "off"}, env={}))
+    shapes = [Image.new("RGB", (64, 64), c) for c in ("white", "red", "green", "blue")]
+    train_set = SimpleNamespace(items=[SimpleNamespace(images=[img]) for img in shapes])
+    model = _peft_model(backend, load_recipe("vlm-easy-vqa"), train_set)
+    wrapper = model.base_model.model.model.vision_tower.region_center
+    assert wrapper.modules_to_save["default"].center.abs().sum() > 0
+    assert wrapper.original_module.center.abs().sum() == 0
+
+
 @pytest.mark.parametrize(
     "photo, expected",
     [("cat.jpg", {"cat", "cats", "feline", "kitten", "tabby"}), ("coffee.jpg", {"espresso", "coffee", "cup", "mug"})],

@@ -58,17 +58,41 @@ class _EncodedDataset:
         return self.items[i]
 
 
-def _peft_model(backend: Any, recipe: LoraRecipe):
+def _fit_region_center(backend: Any, train_set: _EncodedDataset, limit: int = 512) -> bool:
+    """Centre the embedded model's region features on the training images (see `RegionCenter`).
+
+    Only the embedded default VLM has a region centre; hub models' towers are left alone. Returns whether
+    there was one to fit.
+    """
+    tower = getattr(getattr(backend.model, "model", None), "vision_tower", None)
+    if tower is None or not hasattr(tower, "region_center"):
+        return False
+    from mmagent.model.default_vlm.vision import fit_region_center
+
+    images = [img for item in train_set.items for img in item.images][:limit]
+    processor = backend.processor.image_processor
+    batches = (processor(images[i:i + 32], return_tensors="pt")["pixel_values"] for i in range(0, len(images), 32))
+    seen = fit_region_center(tower, batches)
+    log.info("region features centred on %d training images", seen)
+    return seen > 0
+
+
+def _peft_model(backend: Any, recipe: LoraRecipe, train_set: _EncodedDataset):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     model = backend.model
+    centred = recipe.lora.train_projector and _fit_region_center(backend, train_set)
     if recipe.model.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     to_save = (["multi_modal_projector"] if recipe.lora.train_projector else []) + (
-        ["vision_tower"] if recipe.lora.train_vision else [])
+        ["vision_tower"] if recipe.lora.train_vision else ["region_center"] if centred else [])
     config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
                         target_modules=recipe.lora.target_modules, modules_to_save=to_save or None)
     peft_model = get_peft_model(model, config)
+    if centred:  # the adapter's copy keeps the fitted centre; the base itself stays uncentred
+        for name, module in peft_model.named_modules():
+            if name.endswith(("region_center.original_module", "original_module.region_center")):
+                module.center.zero_()
     peft_model.train()
     return peft_model
 
@@ -270,7 +294,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     train_examples, eval_examples, labels = _load_data(recipe, needed)
     train_set = _EncodedDataset(backend, train_examples, t.max_length, progress)
     eval_set = _EncodedDataset(backend, eval_examples[:64], t.max_length, progress) if eval_examples else None
-    model = _peft_model(backend, recipe)
+    model = _peft_model(backend, recipe, train_set)
     trainer_cls = _trainer_class()
     trainer_cls.projector_lr = t.projector_lr
     callback = _callbacks(out, recipe)

@@ -20,7 +20,7 @@ from mmagent.model import weights
 log = logging.getLogger(__name__)
 
 NAME = "mmagent-default-vlm"
-BUILD_VERSION = 1  # bump whenever the recipe below changes: a new cache folder is built
+BUILD_VERSION = 2  # bump whenever the recipe below changes: a new cache folder is built
 MANIFEST = "mmagent_build.json"
 IMAGE_TOKEN = "<image>"
 NAME_PREFIX = " A photo of:"

@@ -121,3 +121,16 @@ def test_a_smolvlm_class_checkpoint_uses_its_own_processor_and_template(tmp_path
     text, images = backend.render([{"role": "user", "content": [{"type": "image", "image": cat_photo}, {"type": "text", "text": "Hi"}]}])
     assert text.startswith("<|im_start|>User:<image> Hi<end_of_utterance>") and len(images) == 1
     assert backend.complete(QUESTION, images=[cat_photo], max_new_tokens=4)
+
+
+def test_banned_fragments_never_appear_in_the_output(backend):
+    """The flows ban their fence markers: no token that spells part of one can be generated, however split."""
+    from mmagent.model.backend import _tokens_containing
+
+    tok = backend.tokenizer
+    banned = set(_tokens_containing(tok, ("<<", ">>")))
+    assert all("<<" in tok.decode([i]) or ">>" in tok.decode([i]) for i in banned)
+    free = backend.complete(QUESTION, max_new_tokens=12)
+    fenced = backend.complete(QUESTION, max_new_tokens=12, banned=("<<", ">>"))
+    assert "<<" not in fenced and ">>" not in fenced
+    assert isinstance(free, str)

@@ -22,6 +22,7 @@ from mmagent.flows.base import FlowError
 
 FENCE_OPEN = "<<<DATA"
 FENCE_CLOSE = "DATA>>>"
+FENCE_MARKERS = ("<<", ">>")  # never in an answer: generation bans them (flows.steps.stream_answer)
 _MARKERS = re.compile(r"<<<|>>>")
 PROMPTS_PACKAGE = "mmagent.prompts"
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from mmagent.errors import MMAgentError
 from mmagent.flows.base import TokenEvent, ToolCallEvent, ToolResultEvent, emit
+from mmagent.flows.prompting import FENCE_MARKERS
 from mmagent.orchestration.tool_parsing import new_call_id
 from mmagent.tools.base import Tool, ToolResult
 
@@ -61,7 +62,12 @@ def transcribe(tools: ToolBox, audio: Sequence[str]) -> list[ToolResult]:
 
 
 def stream_answer(backend: Any, messages: list[dict[str, Any]], images: Sequence[Any] = (), **gen: Any) -> str:
-    """Generate with `backend`, emitting each piece as a token event; returns the whole text."""
+    """Generate with `backend`, emitting each piece as a token event; returns the whole text.
+
+    The data-fence markers are banned from the output: small models echo the fence they were shown, and
+    the user must never see the prompt's plumbing.
+    """
+    gen.setdefault("banned", FENCE_MARKERS)
     pieces = []
     for piece in backend.generate(messages, images=list(images), **gen):
         pieces.append(piece)

@@ -318,11 +318,29 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if opts.stop:
         kwargs.update(stop_strings=list(opts.stop), tokenizer=tokenizer)
+    if opts.banned:  # every token holding a fragment, and each fragment as the tokenizer spells it
+        spelled = {tuple(tokenizer(f, add_special_tokens=False)["input_ids"]) for f in opts.banned}
+        kwargs["bad_words_ids"] = [[i] for i in _tokens_containing(tokenizer, opts.banned)] + [
+            list(ids) for ids in sorted(spelled) if len(ids) > 1]
     if opts.grammar:
         from mmagent.model.grammar import GrammarLogitsProcessor
 
         kwargs["logits_processor"] = [GrammarLogitsProcessor(tokenizer, opts.grammar)]
     return kwargs
+
+
+def _tokens_containing(tokenizer: Any, fragments: tuple[str, ...]) -> list[int]:
+    """Every vocabulary token whose text contains one of `fragments`: banning only the usual spelling of a
+    string fails, a model that wants to echo "<<<DATA" writes "<<<<Data" instead (seen with SmolLM2)."""
+    key = (id(tokenizer), fragments)
+    if key not in _BANNED_CACHE:
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        texts = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
+        _BANNED_CACHE[key] = [i for i, text in enumerate(texts) if any(f in text for f in fragments)]
+    return _BANNED_CACHE[key]
+
+
+_BANNED_CACHE: dict[tuple[int, tuple[str, ...]], list[int]] = {}
 
 
 def _has_vision(hf_config: Any) -> bool:

@@ -26,6 +26,7 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # llguidance Lark grammar the output must match (mmagent.model.grammar)
+    banned: tuple[str, ...] = ()  # no output token may contain these (e.g. the flows' data-fence markers)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from mmagent.orchestration.messages import ImagePolicy, to_hf_messages
 from mmagent.orchestration.tool_parsing import holdback, parse_tool_calls
 
 MEANING = "random weights: the answer cannot carry the meaning this test checks"
+SMALL = "the embedded 135M model is too small for the meaning this test checks"
 
 
 @pytest.fixture
@@ -122,6 +123,26 @@ class TestDefaultIntegration(MMFlags, ChatModelIntegrationTests):
 
         overrides = {"paths.cache": str(self.cache), "model.max_new_tokens": 64}
         return {"config": load_config(overrides=overrides, env={})}
+
+    # Measured 2026-12-01: the calls are schema-valid (constrained decoding) but the 135M model's choices are
+    # wrong, e.g. {'input': 256} where the test asks for 3; strict, so a better default model shows up here.
+    @pytest.mark.xfail(reason=SMALL + " (it calls with {'input': 256}; the test wants 3)", strict=True)
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_tool_calling(self, model) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(reason=SMALL + " (it calls with {'input': 256}; the test wants 3)", strict=True)
+    async def test_tool_calling_async(self, model) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason=SMALL + " (the 你好 argument does not end within 64 tokens)", strict=True)
+    def test_unicode_tool_call_integration(self, model, **kwargs) -> None:
+        super().test_unicode_tool_call_integration(model, **kwargs)
+
+    @pytest.mark.xfail(reason=SMALL + " (it does not decide on its own to call get_weather)", strict=True)
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_agent_loop(self, model) -> None:
+        super().test_agent_loop(model)
 
 
 # ---- message conversion ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ text only. Quantization and devices: see `quantization.py`. Adapters: see `adapt
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -329,18 +330,13 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
     return kwargs
 
 
+@functools.lru_cache(maxsize=8)  # holds the tokenizer itself, so a recycled id() can never hit a stale entry
 def _tokens_containing(tokenizer: Any, fragments: tuple[str, ...]) -> list[int]:
     """Every vocabulary token whose text contains one of `fragments`: banning only the usual spelling of a
     string fails, a model that wants to echo "<<<DATA" writes "<<<<Data" instead (seen with SmolLM2)."""
-    key = (id(tokenizer), fragments)
-    if key not in _BANNED_CACHE:
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        texts = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
-        _BANNED_CACHE[key] = [i for i, text in enumerate(texts) if any(f in text for f in fragments)]
-    return _BANNED_CACHE[key]
-
-
-_BANNED_CACHE: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    texts = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
+    return [i for i, text in enumerate(texts) if any(f in text for f in fragments)]
 
 
 def _has_vision(hf_config: Any) -> bool:

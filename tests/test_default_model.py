@@ -90,8 +90,11 @@ def test_an_adapter_carries_the_region_center_of_its_training_images(default_mod
 
 
 def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_dir):
-    """The recipe fits the centre on its training images into the adapter; the resident base stays as it was."""
+    """The recipe fits the centre on its training images into the adapter, and (region_init=random) starts the
+    adapter's projector region rows at word-embedding scale; the resident base stays as it was."""
     from types import SimpleNamespace
+
+    import torch
 
     from mmagent.config import load_config
     from mmagent.finetune.lora import _peft_model
@@ -105,6 +108,23 @@ def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_d
     wrapper = model.base_model.model.model.vision_tower.region_center
     assert wrapper.modules_to_save["default"].center.abs().sum() > 0
     assert wrapper.original_module.center.abs().sum() == 0
+
+    names = backend.model.model.vision_tower.config.name_vocab_size
+    projector = model.base_model.model.model.multi_modal_projector
+    base_rows = projector.original_module.linear_1.weight.detach().clone()
+    assert projector.modules_to_save["default"].linear_1.weight[:, names:].abs().sum() == 0  # zero: as in the base
+    model = _peft_model(backend, load_recipe("vlm-easy-vqa", ["lora.region_init=random"]), train_set)
+    projector = model.base_model.model.model.multi_modal_projector
+    trained = projector.modules_to_save["default"].linear_1.weight
+    assert torch.equal(trained[:, :names], base_rows[:, :names])  # the name rows still spell the class names
+    assert torch.equal(projector.original_module.linear_1.weight, base_rows)  # the base stays silent
+    pixels = backend.processor.image_processor(shapes, return_tensors="pt")["pixel_values"]
+    tower = model.base_model.model.model.vision_tower
+    with torch.no_grad():
+        features = tower._region_features(pixels, tower.mobilenet.features(pixels))
+        region_norm = (features @ trained[:, names:].T).norm(dim=-1).mean()
+    word_norm = backend.model.get_input_embeddings().weight.norm(dim=-1).median()
+    assert 0.5 < float(region_norm / word_norm) < 2, (region_norm, word_norm)
 
 
 @pytest.mark.parametrize(

@@ -83,8 +83,18 @@ def test_run_trains_and_reports_where_everything_went(trained):
             "eval_results.json", "runs/"} <= set(summary["files"])
     assert not any(name.startswith("checkpoint-") for name in summary["files"])
     assert summary["metrics"]["steps"] == 3  # the --set override won over the file's max_steps=2
-    assert set(summary["held_out"]) == {"adapter", "base", "blind_baseline"}
+    assert set(summary["held_out"]) == {"adapter", "base", "blind_baseline", "adapter_vs_base", "adapter_vs_blind_baseline"}
     assert json.loads((out / "eval_results.json").read_text()) == summary["held_out"]
+
+
+def test_the_text_summary_states_the_adapters_lead_with_its_interval(trained, capsys):
+    from mmagent.cli.finetune import _print_summary
+
+    _, summary = trained
+    _print_summary(summary)
+    lead = summary["held_out"]["adapter_vs_blind_baseline"]["all"]
+    assert f"held-out adapter − blind_baseline: all {lead['points']:+.1f} pts (95% CI {lead['low']:+.1f}.." \
+        in capsys.readouterr().out
 
 
 def test_tensorboard_gets_the_same_losses_as_metrics_jsonl(trained):

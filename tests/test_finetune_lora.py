@@ -93,7 +93,11 @@ def test_train_resume_and_serve(tiny_llava_dir, colour_data, tmp_path, cat_photo
     manifest = json.loads((out / "mmagent_adapter.json").read_text())
     backend = HFVisionBackend(tiny_config(tiny_llava_dir))
     assert manifest["template_hash"] == backend.chat_template_hash
-    assert set(manifest["eval"]) == {"adapter", "base", "blind_baseline"}
+    assert set(manifest["eval"]) == {"adapter", "base", "blind_baseline", "adapter_vs_base", "adapter_vs_blind_baseline"}
+    versus_blind = manifest["eval"]["adapter_vs_blind_baseline"]["all"]
+    assert versus_blind["low"] <= versus_blind["points"] <= versus_blind["high"]
+    predictions = [json.loads(line) for line in (out / "eval_predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 4 and {"question", "answer", "adapter", "base", "blind_baseline"} <= set(predictions[0])
     assert manifest["recipe"]["train"]["max_steps"] == 4 and len(manifest["data_hash"]) == 16
     backend.adapters.load("colours", out)
     question = [{"role": "user", "content": "what color is the shape?"}]
@@ -116,6 +120,23 @@ def test_recipe_errors_name_the_field():
         load_recipe("vlm-easy-vqa", ["model.quantization=2bit"])
     with pytest.raises(ConfigError, match="train.batch_size must be > 0"):
         load_recipe("vlm-easy-vqa", ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match="lora.region_init must be zero or random"):
+        load_recipe("vlm-easy-vqa", ["lora.region_init=gaussian"])
+
+
+def test_balanced_data_gives_each_category_an_equal_share():
+    from mmagent.finetune.data import Example, balance_categories
+
+    def example(i: int, category: str) -> Example:
+        return Example([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}], i, category)
+
+    common = [example(i, "yes/no") for i in range(10)]
+    examples = common[:4] + [example(10, "colour"), example(11, "shape")] + common[4:] + [example(12, "colour")]
+    picked = balance_categories(examples, 6)
+    # equal turns until the one shape question runs out; each category keeps its own order
+    assert [e.category for e in picked] == ["yes/no", "colour", "shape", "yes/no", "colour", "yes/no"]
+    assert [e.line for e in picked if e.category == "yes/no"] == [0, 1, 2]
+    assert len(balance_categories(examples, 0)) == len(examples)  # 0 = all, common ones last
 
 
 def test_merge_is_checked_and_a_corrupted_merge_is_caught(tiny_llava_dir, tiny_adapters, tmp_path):

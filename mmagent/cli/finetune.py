@@ -152,7 +152,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if summary["metrics"]:
         typer.echo("training: " + ", ".join(f"{k}={v}" for k, v in summary["metrics"].items()))
     for arm, scores in summary["held_out"].items():
-        if isinstance(scores, dict):
+        if arm.startswith("adapter_vs_"):  # paired-bootstrap differences, per category
+            shown = ", ".join(f"{k} {d['points']:+.1f} pts (95% CI {d['low']:+.1f}..{d['high']:+.1f}, p={d['p_value']:.3g})"
+                              for k, d in scores.items())
+            typer.echo(f"held-out adapter − {arm.removeprefix('adapter_vs_')}: {shown}")
+        elif isinstance(scores, dict):
             shown = ", ".join(f"{k}={v}" for k, v in scores.items())
             typer.echo(f"held-out {arm}: {shown}")
         else:

@@ -217,6 +217,19 @@ def load_examples(source: str, limit: int | None = None, seed: int = 0) -> list[
     return examples[:limit] if limit else examples
 
 
+def balance_categories(examples: list[Example], count: int) -> list[Example]:
+    """`count` examples taken from each category in turn (keeping their order), so every category gets an
+    equal share until one runs out. Without it a fine-tune on easy-vqa sees 71% yes/no questions and only
+    ~40 colour questions per colour in a 15-minute run."""
+    from itertools import chain, zip_longest
+
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.category, []).append(example)
+    interleaved = (e for e in chain.from_iterable(zip_longest(*groups.values())) if e is not None)
+    return list(interleaved)[:count] if count else list(interleaved)
+
+
 def data_hash(examples: list[Example]) -> str:
     """sha256 over the normalised conversations (first 16 hex digits), for manifests."""
     digest = hashlib.sha256()

@@ -15,10 +15,11 @@ import logging
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mmagent.finetune.data import Example, data_hash, load_examples
+from mmagent.finetune.data import Example, balance_categories, data_hash, load_examples
 from mmagent.finetune.lora_recipe import LoraRecipe
 
 log = logging.getLogger(__name__)
@@ -58,23 +59,50 @@ class _EncodedDataset:
         return self.items[i]
 
 
-def _fit_region_center(backend: Any, train_set: _EncodedDataset, limit: int = 512) -> bool:
+def _embedded_tower(backend: Any) -> Any | None:
+    """The embedded default VLM's vision tower (it has a region centre); None for hub models."""
+    tower = getattr(getattr(backend.model, "model", None), "vision_tower", None)
+    return tower if tower is not None and hasattr(tower, "region_center") else None
+
+
+def _pixel_batches(backend: Any, train_set: _EncodedDataset, limit: int = 512) -> Iterator[Any]:
+    images = [img for item in train_set.items for img in item.images][:limit]
+    processor = backend.processor.image_processor
+    return (processor(images[i:i + 32], return_tensors="pt")["pixel_values"] for i in range(0, len(images), 32))
+
+
+def _fit_region_center(backend: Any, train_set: _EncodedDataset) -> bool:
     """Centre the embedded model's region features on the training images (see `RegionCenter`).
 
-    Only the embedded default VLM has a region centre; hub models' towers are left alone. Returns whether
-    there was one to fit.
+    Hub models' towers are left alone. Returns whether there was a centre to fit.
     """
-    tower = getattr(getattr(backend.model, "model", None), "vision_tower", None)
-    if tower is None or not hasattr(tower, "region_center"):
+    tower = _embedded_tower(backend)
+    if tower is None:
         return False
     from mmagent.model.default_vlm.vision import fit_region_center
 
-    images = [img for item in train_set.items for img in item.images][:limit]
-    processor = backend.processor.image_processor
-    batches = (processor(images[i:i + 32], return_tensors="pt")["pixel_values"] for i in range(0, len(images), 32))
-    seen = fit_region_center(tower, batches)
+    seen = fit_region_center(tower, _pixel_batches(backend, train_set))
     log.info("region features centred on %d training images", seen)
     return seen > 0
+
+
+def _init_region_rows(peft_model: Any, backend: Any, train_set: _EncodedDataset, seed: int) -> None:
+    """lora.region_init=random: the trainable projector copy's region columns start random (see `init_region_rows`)."""
+    import torch
+
+    from mmagent.errors import ConfigError
+    from mmagent.model.default_vlm.vision import init_region_rows
+
+    tower = _embedded_tower(backend)
+    copies = [m for name, m in peft_model.named_modules() if name.endswith("multi_modal_projector.modules_to_save.default")]
+    if tower is None or not copies:
+        raise ConfigError("lora.region_init=random needs the embedded default model (model.id: default) and "
+                          "lora.train_projector: true; set lora.region_init: zero for other models.")
+    embeddings = peft_model.get_input_embeddings().weight
+    pixels = next(_pixel_batches(backend, train_set, limit=64))
+    std = init_region_rows(copies[0].linear_1, tower, pixels, float(embeddings.norm(dim=-1).median()),
+                           torch.Generator().manual_seed(seed))
+    log.info("projector region columns start random (std %.4f)", std)
 
 
 def _peft_model(backend: Any, recipe: LoraRecipe, train_set: _EncodedDataset):
@@ -93,6 +121,8 @@ def _peft_model(backend: Any, recipe: LoraRecipe, train_set: _EncodedDataset):
         for name, module in peft_model.named_modules():
             if name.endswith(("region_center.original_module", "original_module.region_center")):
                 module.center.zero_()
+    if recipe.lora.region_init == "random":
+        _init_region_rows(peft_model, backend, train_set, recipe.seed)
     peft_model.train()
     return peft_model
 
@@ -272,7 +302,10 @@ def _load_data(recipe: LoraRecipe, needed: int) -> tuple[list[Example], list[Exa
         train = classification_examples(d.train, labels, d.limit or needed, recipe.seed)
         held_out = classification_examples(d.eval, labels, d.eval_limit, recipe.seed) if d.eval else []
         return train, held_out, labels
-    train = load_examples(d.train, d.limit or needed or None, recipe.seed)
+    if d.balance:
+        train = balance_categories(load_examples(d.train, None, recipe.seed), d.limit or needed)
+    else:
+        train = load_examples(d.train, d.limit or needed or None, recipe.seed)
     held_out = load_examples(d.eval, d.eval_limit or None, recipe.seed) if d.eval else []
     return train, held_out, []
 
@@ -324,7 +357,9 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
 
             manifest["eval"] = evaluate_classifier(recipe, out, train_examples, eval_examples, labels, progress)
         else:
-            manifest["eval"] = evaluate_adapter(recipe, out, train_examples, eval_examples)
+            # The blind baseline learns its answer priors from all the training data, not just the sampled steps.
+            everything = load_examples(recipe.data.train, None, recipe.seed)
+            manifest["eval"] = evaluate_adapter(recipe, out, everything, eval_examples)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -352,21 +387,32 @@ def exact_answer(prediction: str) -> str:
 
 
 def evaluate_adapter(recipe: LoraRecipe, adapter_dir: Path, train: list[Example], held_out: list[Example]) -> dict:
-    """Held-out exact-match accuracy (overall and per category) of adapter, base and blind baseline."""
+    """Held-out exact-match accuracy (overall and per category) of adapter, base and blind baseline, and
+    whether the adapter's lead is real: a paired bootstrap over the same questions (95% interval of the
+    difference in points, and a two-sided p-value). Every prediction goes to eval_predictions.jsonl."""
     backend = _backend(recipe)
     backend.adapters.load("trained", adapter_dir)
     questions = [[m for m in e.messages if m["role"] != "assistant"] for e in held_out]
-    scores: dict[str, dict[str, float]] = {}
+    predictions: dict[str, list[str]] = {}
     arms = [("adapter", "trained")] + ([("base", None)] if recipe.data.compare_base else [])
     for arm, adapter in arms:
-        predictions = []
+        answers: list[str] = []
         for i in range(0, len(questions), 16):
-            predictions += backend.generate_batch(questions[i:i + 16], adapter=adapter, max_new_tokens=4,
-                                                  repetition_penalty=1.0)
-        scores[arm] = _accuracy([exact_answer(p) for p in predictions], held_out)
+            answers += backend.generate_batch(questions[i:i + 16], adapter=adapter, max_new_tokens=4,
+                                              repetition_penalty=1.0)
+        predictions[arm] = [exact_answer(p) for p in answers]
     if recipe.data.compare_base:
-        scores["blind_baseline"] = _accuracy(_blind_predictions(train, held_out), held_out)
+        predictions["blind_baseline"] = _blind_predictions(train, held_out)
+    hits = {arm: _hits(p, held_out) for arm, p in predictions.items()}
+    scores: dict[str, Any] = {arm: _accuracy(h) for arm, h in hits.items()}
+    for other in ("base", "blind_baseline"):
+        if other in hits:
+            scores[f"adapter_vs_{other}"] = _paired_difference(hits["adapter"], hits[other])
     (adapter_dir / "eval_results.json").write_text(json.dumps(scores, indent=2))
+    with (adapter_dir / "eval_predictions.jsonl").open("w") as fh:
+        for i, example in enumerate(held_out):
+            row = {"question": example.question, "answer": exact_answer(example.answer), "category": example.category}
+            fh.write(json.dumps(row | {arm: p[i] for arm, p in predictions.items()}) + "\n")
     return scores
 
 
@@ -384,10 +430,28 @@ def _blind_predictions(train: list[Example], held_out: list[Example]) -> list[st
             for e in held_out]
 
 
-def _accuracy(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+def _hits(predictions: list[str], examples: list[Example]) -> dict[str, list[int]]:
+    """1/0 per question, overall and per category."""
     hits: dict[str, list[int]] = {"all": []}
     for prediction, example in zip(predictions, examples):
         hit = int(prediction == exact_answer(example.answer))
         hits["all"].append(hit)
         hits.setdefault(example.category or "uncategorised", []).append(hit)
+    return hits
+
+
+def _accuracy(hits: dict[str, list[int]]) -> dict[str, float]:
     return {k: round(100 * sum(v) / len(v), 2) for k, v in hits.items() if v}
+
+
+def _paired_difference(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    """Per category: a − b in accuracy points with a paired-bootstrap 95% interval and p-value."""
+    from mmagent.evals.metrics.bootstrap import paired_bootstrap_means
+
+    result = {}
+    for category, a_hits in a.items():
+        paired = paired_bootstrap_means(a_hits, b[category], n_resamples=2000)
+        result[category] = {"points": round(100 * paired.delta, 2), "low": round(100 * paired.low, 2),
+                            "high": round(100 * paired.high, 2), "p_value": round(paired.p_value, 4),
+                            "significant": paired.significant}
+    return result

@@ -40,6 +40,9 @@ class LoraDataSpec:
     limit: int = field(default=0, metadata={"help": "seeded random subset of training examples (0 = as many as the steps use)"})
     eval_limit: int = field(default=200, metadata={"help": "held-out examples used (0 = all)"})
     compare_base: bool = field(default=True, metadata={"help": "also score the base model and the blind baseline"})
+    balance: bool = field(default=False, metadata={
+        "help": "draw training examples evenly across categories (easy-vqa: shape / colour / yes-no), so rare "
+                "question types get as many steps as common ones"})
     task: str = field(default="answer", metadata={
         "help": "answer: conversations, scored by exact match | classify: {text, image, label} rows trained and "
                 "scored through the classify flow (accuracy, macro precision/recall/F1)"})
@@ -68,12 +71,17 @@ class LoraSpec:
     target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": "regex of modules that get LoRA"})
     train_projector: bool = field(default=True, metadata={"help": "fully train the vision→text projector"})
     train_vision: bool = field(default=False, metadata={"help": "fully train the vision tower too"})
+    region_init: str = field(default="zero", metadata={
+        "help": "embedded model: the projector's region-feature rows start as in the base (zero: silent) or "
+                "random at word-embedding scale, as LLaVA projector pretraining starts"})
 
     def __post_init__(self) -> None:
         _positive("lora.r", self.r)
         _positive("lora.alpha", self.alpha)
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"lora.dropout must be in [0, 1); got {self.dropout!r}.")
+        if self.region_init not in ("zero", "random"):
+            raise ConfigError(f"lora.region_init must be zero or random; got {self.region_init!r}.")
 
 
 @dataclass

@@ -184,6 +184,25 @@ def fit_region_center(tower: MobileNetTower, pixel_batches: Iterable[torch.Tenso
     return count // max(1, tower.config.feature_tokens)
 
 
+@torch.no_grad()
+def init_region_rows(linear: nn.Linear, tower: MobileNetTower, pixels: torch.Tensor, target_norm: float,
+                     generator: torch.Generator | None = None) -> float:
+    """Start a projector's region-feature columns (zero in the base) from random values; returns their std.
+
+    Zero columns keep the base unchanged, but a fine-tune then starts with region tokens that are the same
+    for every image and must grow them from nothing. A random start (as LLaVA's projector pretraining has)
+    gives each image distinct tokens at once; the scale makes a typical region token as long as a typical
+    word embedding (``target_norm``), measured on ``pixels`` with the tower's current centre.
+    """
+    pixels = pixels.to(tower.mobilenet.features[0][0].weight.dtype)
+    features = tower._region_features(pixels, tower.mobilenet.features(pixels))
+    feature_norm = float(features.norm(dim=-1).mean())
+    std = target_norm / (max(feature_norm, 1e-6) * linear.out_features**0.5)
+    columns = linear.weight[:, tower.config.name_vocab_size:]
+    columns.copy_(torch.randn(columns.shape, generator=generator, dtype=columns.dtype) * std)
+    return std
+
+
 def register() -> None:
     """Make the Auto classes know the tower (idempotent); called before any model load."""
     try:

@@ -47,7 +47,8 @@ def test_two_process_cpu_ddp_run_trains_and_only_rank_0_writes(tiny_llava_dir, c
 
     out = tmp_path / "run"
     sets = [f"model.id={tiny_llava_dir}", "model.ocr=off", f"data.train={colour_jsonl}", "data.eval=null",
-            "lora.r=4", "train.batch_size=2", "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2",
+            "lora.r=4", "lora.region_init=zero",
+            "train.batch_size=2", "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2",
             "train.lr=0.01", "train.warmup_ratio=0", f"output_dir={out}"]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_configs()["ddp_cpu"]),
                "--num_processes", "2", "--main_process_port", "29517", "-m", "mmagent.finetune.launch", "vlm-easy-vqa",

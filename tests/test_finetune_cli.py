@@ -31,7 +31,7 @@ def tiny_recipe(tmp_path: Path, model_dir: Path, data: Path, **train) -> Path:
     recipe = yaml.safe_load((tmp_path / "r.yaml").read_text())
     recipe["model"] = {"id": str(model_dir), "quantization": "none", "ocr": "off"}
     recipe["data"] = {"train": str(data), "eval": str(data), "eval_limit": 3, "compare_base": True}
-    recipe["lora"]["r"] = 4
+    recipe["lora"].update({"r": 4, "region_init": "zero"})  # random region rows exist only in the embedded model
     recipe["train"].update({"batch_size": 3, "max_steps": 2, "eval_steps": 2, "save_steps": 2, "max_minutes": 0, **train})
     recipe["output_dir"] = str(tmp_path / "run")
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))

@@ -81,7 +81,8 @@ def test_train_resume_and_serve(tiny_llava_dir, colour_data, tmp_path, cat_photo
     from mmagent.model.backend import HFVisionBackend
 
     out = tmp_path / "adapter"
-    sets = [f"model.id={tiny_llava_dir}", f"data.train={colour_data}", f"data.eval={colour_data}", "data.eval_limit=4",
+    sets = [f"model.id={tiny_llava_dir}", "lora.region_init=zero", f"data.train={colour_data}",
+            f"data.eval={colour_data}", "data.eval_limit=4",
             "train.batch_size=4", "train.eval_steps=2", "train.save_steps=2", f"output_dir={out}", "train.max_steps=2"]
     first = run_recipe(load_recipe("vlm-easy-vqa", sets))
     assert first["metrics"]["steps"] == 2 and (out / "checkpoint-2").is_dir()
@@ -122,6 +123,8 @@ def test_recipe_errors_name_the_field():
         load_recipe("vlm-easy-vqa", ["train.batch_size=0"])
     with pytest.raises(ConfigError, match="lora.region_init must be zero or random"):
         load_recipe("vlm-easy-vqa", ["lora.region_init=gaussian"])
+    with pytest.raises(ConfigError, match="needs model.id=default .* Add --set lora.region_init=zero"):
+        load_recipe("vlm-easy-vqa", ["model.id=llava-hf/llava-interleave-qwen-0.5b-hf"])
 
 
 def test_balanced_data_gives_each_category_an_equal_share():

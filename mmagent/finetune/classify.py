@@ -44,13 +44,21 @@ def label_set(recipe: LoraRecipe) -> list[str]:
     return sorted({e.label for e in load_source(recipe.data.train)})
 
 
-def classification_examples(source: str, labels: list[str], limit: int, seed: int) -> list[Example]:
-    """{text, image, label} rows as classify-flow conversations answered by the label."""
+def classification_examples(source: str, labels: list[str], limit: int, seed: int,
+                            balance: bool = False) -> list[Example]:
+    """{text, image, label} rows as classify-flow conversations answered by the label; `balance` draws the
+    rows evenly across question types (see `balance_categories`)."""
+    import random
+
+    from mmagent.finetune.data import balance_categories
     from mmagent.flows.classify import ClassifyRequest
     from mmagent.fusion.data import load_source
     from mmagent.model.base import attach_images
 
-    rows = load_source(source, limit, seed)
+    rows = load_source(source, 0 if balance else limit, seed)
+    if balance:
+        random.Random(seed).shuffle(rows)
+        rows = balance_categories(rows, limit, key=lambda row: row.qtype)
     unknown = sorted({r.label for r in rows} - set(labels))
     if unknown:
         raise ConfigError(f"{source} has labels {unknown} outside data.labels {labels}; add them or drop those rows.")

@@ -299,7 +299,7 @@ def _load_data(recipe: LoraRecipe, needed: int) -> tuple[list[Example], list[Exa
         from mmagent.finetune.classify import classification_examples, label_set
 
         labels = label_set(recipe)
-        train = classification_examples(d.train, labels, d.limit or needed, recipe.seed)
+        train = classification_examples(d.train, labels, d.limit or needed, recipe.seed, d.balance)
         held_out = classification_examples(d.eval, labels, d.eval_limit, recipe.seed) if d.eval else []
         return train, held_out, labels
     if d.balance:
@@ -308,6 +308,16 @@ def _load_data(recipe: LoraRecipe, needed: int) -> tuple[list[Example], list[Exa
         train = load_examples(d.train, d.limit or needed or None, recipe.seed)
     held_out = load_examples(d.eval, d.eval_limit or None, recipe.seed) if d.eval else []
     return train, held_out, []
+
+
+def _all_training_examples(recipe: LoraRecipe, labels: list[str]) -> list[Example]:
+    """Every training example, not just those the steps sampled: what the blind baseline learns its priors from."""
+    d = recipe.data
+    if d.task == "classify":
+        from mmagent.finetune.classify import classification_examples
+
+        return classification_examples(d.train, labels, 0, recipe.seed)
+    return load_examples(d.train, None, recipe.seed)
 
 
 def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -352,13 +362,12 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     del model, trainer
     torch.set_grad_enabled(True)
     if main and eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
+        everything = _all_training_examples(recipe, labels)
         if recipe.data.task == "classify":
             from mmagent.finetune.classify import evaluate_classifier
 
-            manifest["eval"] = evaluate_classifier(recipe, out, train_examples, eval_examples, labels, progress)
+            manifest["eval"] = evaluate_classifier(recipe, out, everything, eval_examples, labels, progress)
         else:
-            # The blind baseline learns its answer priors from all the training data, not just the sampled steps.
-            everything = load_examples(recipe.data.train, None, recipe.seed)
             manifest["eval"] = evaluate_adapter(recipe, out, everything, eval_examples)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -125,3 +125,7 @@ class LoraRecipe:
     def __post_init__(self) -> None:
         if self.kind != "lora":
             raise ConfigError(f"LoraRecipe.kind must be 'lora'; got {self.kind!r}.")
+        if self.lora.region_init == "random" and (self.model.id != "default" or not self.lora.train_projector):
+            raise ConfigError("lora.region_init=random starts the embedded default model's projector region rows, so "
+                              f"it needs model.id=default and lora.train_projector=true; got model.id={self.model.id!r}, "
+                              f"train_projector={self.lora.train_projector}. Add --set lora.region_init=zero.")

@@ -6,8 +6,10 @@ positions hold *the class names' own token embeddings*, and ignores probability-
 So each image becomes two kinds of LLaVA image tokens, concatenated in one feature vector per token:
 
 * ``feature_tokens`` region tokens (a 2×2 grid): pooled MobileNetV2 features plus a joint RGB
-  histogram of the region. The projector's rows for these start at zero, so they are silent until a
-  fine-tune teaches the projector what shapes and colours look like.
+  histogram of the region. The projector's rows for these are zero in the base, so they are silent until a
+  fine-tune teaches the projector what shapes and colours look like (the shipped recipes first give the
+  adapter's copy of those rows a random start, `init_region_rows`: from zero the language model kept
+  ignoring colour, measured).
   A fine-tune first sets ``region_center`` to the mean region feature of its training images (see
   `fit_region_center`): uncentred, every image's region tokens point the same way (cosine 0.997 between
   different easy-vqa images, measured) and the language model cannot tell the images apart.

@@ -81,6 +81,9 @@ def test_train_and_score_with_the_flow_and_by_generation(tiny_llava_dir, splits,
     refs = {str(i): e.meta["label"] for i, e in enumerate(test_ex)}
     blind = score_classification(refs, dict(zip(refs, blind_predictions(train_ex, test_ex))))
     assert scores["blind_baseline"]["macro_f1"] == round(blind.macro_f1, 4)
+    lead = scores["adapter_vs_blind_baseline"]["all"]  # paired bootstrap over the same held-out rows
+    assert lead["points"] == pytest.approx(100 * (scores["adapter"]["accuracy"] - scores["blind_baseline"]["accuracy"]), abs=0.02)
+    assert lead["low"] <= lead["points"] <= lead["high"] and "adapter_vs_base" in scores
     recipe.data.scoring = "generate"
     generated = evaluate_classifier(recipe, out, train_ex, test_ex, sorted(COLOURS), progress=False)
     assert generated["scoring"] == "generate" and 0 <= generated["adapter"]["accuracy"] <= 1

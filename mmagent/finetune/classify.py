@@ -77,7 +77,7 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
     from tqdm.auto import tqdm
 
     from mmagent.evals.metrics.classification import score_classification
-    from mmagent.finetune.lora import _backend
+    from mmagent.finetune.lora import _backend, _paired_difference
     from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
 
     backend = _backend(recipe)
@@ -87,6 +87,7 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
     references = {str(i): e.meta["label"] for i, e in enumerate(held_out)}
     arms = [("adapter", "trained")] + ([("base", None)] if recipe.data.compare_base else [])
     scores: dict[str, Any] = {"scoring": recipe.data.scoring}
+    arm_predictions: dict[str, dict[str, str]] = {}
     for arm, adapter in arms:
         backend.adapters.activate(adapter)
         if recipe.data.scoring == "flow":
@@ -97,12 +98,27 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
         else:
             predictions = dict(zip(references, _generated_labels(backend, held_out, labels, adapter, progress)))
         scores[arm] = _summary(score_classification(references, predictions), held_out, predictions)
+        arm_predictions[arm] = predictions
     backend.adapters.activate(None)
     if recipe.data.compare_base:
         blind = dict(zip(references, blind_predictions(train, held_out)))
         scores["blind_baseline"] = _summary(score_classification(references, blind), held_out, blind)
+        arm_predictions["blind_baseline"] = blind
+        hits = {arm: _hits(held_out, p) for arm, p in arm_predictions.items()}
+        for other in ("base", "blind_baseline"):
+            scores[f"adapter_vs_{other}"] = _paired_difference(hits["adapter"], hits[other])
     (adapter_dir / "eval_results.json").write_text(json.dumps(scores, indent=2))
     return scores
+
+
+def _hits(held_out: list[Example], predictions: dict[str, str]) -> dict[str, list[int]]:
+    """1/0 per example (keys as in `references`), overall and per category."""
+    hits: dict[str, list[int]] = {"all": []}
+    for i, example in enumerate(held_out):
+        hit = int(predictions[str(i)] == example.meta["label"])
+        hits["all"].append(hit)
+        hits.setdefault(example.category or "uncategorised", []).append(hit)
+    return hits
 
 
 def _generated_labels(backend: Any, held_out: list[Example], labels: list[str], adapter: str | None,
@@ -135,8 +151,6 @@ def blind_predictions(train: list[Example], held_out: list[Example]) -> list[str
 def _summary(result: Any, held_out: list[Example], predictions: dict[str, str]) -> dict[str, Any]:
     """Macro metrics plus accuracy per category (easy-vqa: shape / colour / yes-no)."""
     out: dict[str, Any] = {k: round(v, 4) for k, v in result.metrics().items()}
-    hits: dict[str, list[int]] = {}
-    for i, example in enumerate(held_out):
-        hits.setdefault(example.category or "uncategorised", []).append(int(predictions[str(i)] == example.meta["label"]))
-    out["accuracy_by_category"] = {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
+    hits = _hits(held_out, predictions)
+    out["accuracy_by_category"] = {k: round(sum(v) / len(v), 4) for k, v in hits.items() if k != "all"}
     return out

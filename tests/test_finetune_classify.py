@@ -64,7 +64,7 @@ def test_train_and_score_with_the_flow_and_by_generation(tiny_llava_dir, splits,
     train, test = splits
     out = tmp_path / "run"
     sets = [f"model.id={tiny_llava_dir}", "model.ocr=off", f"data.train={train}", f"data.eval={test}", "data.scoring=flow",
-            "lora.r=4", "train.batch_size=3", "train.max_steps=2", "train.eval_steps=2", "train.save_steps=2",
+            "lora.r=4", "lora.region_init=zero", "train.batch_size=3", "train.max_steps=2", "train.eval_steps=2", "train.save_steps=2",
             "train.lr=0.01", f"output_dir={out}", f"data.limit={3 * len(COLOURS)}"]  # all rows: blind sees every question
     recipe = load_recipe("vlm-classify", sets)
     manifest = run_recipe(recipe, progress=False)

@@ -362,7 +362,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     del model, trainer
     torch.set_grad_enabled(True)
     if main and eval_examples and callback.stopped != "interrupted":  # Ctrl-C means "stop now", not "score first"
-        everything = _all_training_examples(recipe, labels)
+        everything = _all_training_examples(recipe, labels) if recipe.data.compare_base else train_examples
         if recipe.data.task == "classify":
             from mmagent.finetune.classify import evaluate_classifier
 

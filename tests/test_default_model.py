@@ -104,7 +104,7 @@ def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_d
     backend = load_backend(load_config(overrides={"paths.cache": str(cache_dir), "model.ocr": "off"}, env={}))
     shapes = [Image.new("RGB", (64, 64), c) for c in ("white", "red", "green", "blue")]
     train_set = SimpleNamespace(items=[SimpleNamespace(images=[img]) for img in shapes])
-    model = _peft_model(backend, load_recipe("vlm-easy-vqa"), train_set)
+    model = _peft_model(backend, load_recipe("vlm-easy-vqa", ["lora.region_init=zero"]), train_set)
     wrapper = model.base_model.model.model.vision_tower.region_center
     assert wrapper.modules_to_save["default"].center.abs().sum() > 0
     assert wrapper.original_module.center.abs().sum() == 0
@@ -113,7 +113,7 @@ def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_d
     projector = model.base_model.model.model.multi_modal_projector
     base_rows = projector.original_module.linear_1.weight.detach().clone()
     assert projector.modules_to_save["default"].linear_1.weight[:, names:].abs().sum() == 0  # zero: as in the base
-    model = _peft_model(backend, load_recipe("vlm-easy-vqa", ["lora.region_init=random"]), train_set)
+    model = _peft_model(backend, load_recipe("vlm-easy-vqa"), train_set)  # the shipped recipe: random
     projector = model.base_model.model.model.multi_modal_projector
     trained = projector.modules_to_save["default"].linear_1.weight
     assert torch.equal(trained[:, :names], base_rows[:, :names])  # the name rows still spell the class names

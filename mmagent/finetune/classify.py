@@ -77,7 +77,7 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
     from tqdm.auto import tqdm
 
     from mmagent.evals.metrics.classification import score_classification
-    from mmagent.finetune.lora import _backend, _paired_difference
+    from mmagent.finetune.lora import _backend, paired_difference
     from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
 
     backend = _backend(recipe)
@@ -106,19 +106,16 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
         arm_predictions["blind_baseline"] = blind
         hits = {arm: _hits(held_out, p) for arm, p in arm_predictions.items()}
         for other in ("base", "blind_baseline"):
-            scores[f"adapter_vs_{other}"] = _paired_difference(hits["adapter"], hits[other])
+            scores[f"adapter_vs_{other}"] = paired_difference(hits["adapter"], hits[other])
     (adapter_dir / "eval_results.json").write_text(json.dumps(scores, indent=2))
     return scores
 
 
 def _hits(held_out: list[Example], predictions: dict[str, str]) -> dict[str, list[int]]:
     """1/0 per example (keys as in `references`), overall and per category."""
-    hits: dict[str, list[int]] = {"all": []}
-    for i, example in enumerate(held_out):
-        hit = int(predictions[str(i)] == example.meta["label"])
-        hits["all"].append(hit)
-        hits.setdefault(example.category or "uncategorised", []).append(hit)
-    return hits
+    from mmagent.finetune.lora import hits_by_category
+
+    return hits_by_category((predictions[str(i)] == e.meta["label"] for i, e in enumerate(held_out)), held_out)
 
 
 def _generated_labels(backend: Any, held_out: list[Example], labels: list[str], adapter: str | None,

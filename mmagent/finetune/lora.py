@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -412,11 +412,12 @@ def evaluate_adapter(recipe: LoraRecipe, adapter_dir: Path, train: list[Example]
         predictions[arm] = [exact_answer(p) for p in answers]
     if recipe.data.compare_base:
         predictions["blind_baseline"] = _blind_predictions(train, held_out)
-    hits = {arm: _hits(p, held_out) for arm, p in predictions.items()}
+    hits = {arm: hits_by_category((a == exact_answer(e.answer) for a, e in zip(p, held_out)), held_out)
+            for arm, p in predictions.items()}
     scores: dict[str, Any] = {arm: _accuracy(h) for arm, h in hits.items()}
     for other in ("base", "blind_baseline"):
         if other in hits:
-            scores[f"adapter_vs_{other}"] = _paired_difference(hits["adapter"], hits[other])
+            scores[f"adapter_vs_{other}"] = paired_difference(hits["adapter"], hits[other])
     (adapter_dir / "eval_results.json").write_text(json.dumps(scores, indent=2))
     with (adapter_dir / "eval_predictions.jsonl").open("w") as fh:
         for i, example in enumerate(held_out):
@@ -439,11 +440,11 @@ def _blind_predictions(train: list[Example], held_out: list[Example]) -> list[st
             for e in held_out]
 
 
-def _hits(predictions: list[str], examples: list[Example]) -> dict[str, list[int]]:
-    """1/0 per question, overall and per category."""
+def hits_by_category(correct: Iterable[bool], examples: list[Example]) -> dict[str, list[int]]:
+    """1/0 per example (in the order of `examples`), overall and per category."""
     hits: dict[str, list[int]] = {"all": []}
-    for prediction, example in zip(predictions, examples):
-        hit = int(prediction == exact_answer(example.answer))
+    for right, example in zip(correct, examples):
+        hit = int(right)
         hits["all"].append(hit)
         hits.setdefault(example.category or "uncategorised", []).append(hit)
     return hits
@@ -453,7 +454,7 @@ def _accuracy(hits: dict[str, list[int]]) -> dict[str, float]:
     return {k: round(100 * sum(v) / len(v), 2) for k, v in hits.items() if v}
 
 
-def _paired_difference(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+def paired_difference(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """Per category: a − b in accuracy points with a paired-bootstrap 95% interval and p-value."""
     from mmagent.evals.metrics.bootstrap import paired_bootstrap_means
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "jfk.flac"
+JFK = Path(__file__).resolve().parents[1] / "tests" / "data" / "jfk.flac"
 JFK_TEXT = ("And so my fellow Americans, ask not what your country can do for you, "
             "ask what you can do for your country.")
 
@@ -37,7 +37,7 @@ def _long_file(jfk: Path, out: Path, minutes: float) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--audio", type=Path, default=JFK, help="speech file (default: ../shared jfk.flac)")
+    parser.add_argument("--audio", type=Path, default=JFK, help="speech file (default: tests/data/jfk.flac)")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the long-file test")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

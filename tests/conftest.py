@@ -37,17 +37,9 @@ def require_binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data beside the repository (CI clones it there), or $MMAGENT_SHARED_DATA."""
-    path = Path(os.environ.get("MMAGENT_SHARED_DATA") or REPO.parent / "shared" / "data")
-    if not path.is_dir():
-        missing(f"shared test data not found at {path}; set MMAGENT_SHARED_DATA")
-    return path
-
-
-@pytest.fixture(scope="session")
-def jfk_flac(shared_data: Path) -> Path:
-    return shared_data / "audio" / "jfk.flac"
+def jfk_flac() -> Path:
+    """11 s of real speech shipped with the repository (tests/data/README.md: source and licence)."""
+    return REPO / "tests" / "data" / "jfk.flac"
 
 
 @pytest.fixture(scope="session")

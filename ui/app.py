@@ -7,6 +7,7 @@ cached resource loaders (ui/resources.py) the first time a page needs them.
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 
 import streamlit as st
 from mmagent.ui import chat, eval_page, memory_page
@@ -18,7 +19,10 @@ if not log.handlers:  # Streamlit configures its own loggers only; make ours vis
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
-st.set_page_config(page_title="mmagent", page_icon=":material/forum:", layout="wide")
+# A shipped file, served by this server: a ":material/...:" or emoji icon makes the browser fetch the
+# favicon from a font CDN, and nothing may leave the machine.
+ICON = str(files("mmagent.assets").joinpath("icon.png"))
+st.set_page_config(page_title="mmagent", page_icon=ICON, layout="wide")
 page = st.navigation([
     st.Page(chat.render, title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(memory_page.render, title="Memory", icon=":material/database:", url_path="memory"),

@@ -10,70 +10,84 @@ is lost and "Retry" can send it again.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import streamlit as st
 from mmagent.ui import sidebar
 from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
-from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, transcribe
+from mmagent.ui.plain import plain
+from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, public, stoppable, transcribe
 from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, location
-from mmagent.ui.turns import TurnInput, TurnRecorder, build_request
+from mmagent.ui.turns import CALL, TurnInput, TurnRecorder, build_request
 
 from mmagent.errors import MMAgentError
+from mmagent.flows.base import SourceEvent
 
 log = logging.getLogger("mmagent.ui")
 THUMB = 240
+EXCERPT = 400  # characters of a source's text shown under an answer
 
 
 # ---- drawing -------------------------------------------------------------------------------------
 def render_message(m: ChatMessage) -> None:
+    """One turn; every text in it is shown as plain text (see ui/plain.py), never as live Markdown."""
     with st.chat_message(m.role):
         if m.kind == "error":
-            st.error(m.text)
+            st.error(public(m.text))
         elif m.kind == "note":
-            st.info(m.text)
+            st.info(public(m.text))
         else:
-            st.markdown(m.text)
+            st.markdown(plain(m.text))
+        if m.stopped:
+            st.caption(f"Stopped after {m.seconds or 0:.1f} s.")
         for path in m.images:
             if Path(path).is_file():
                 st.image(path, width=THUMB)
         if m.files:
-            st.caption("Attached: " + ", ".join(m.files))
+            st.caption("Attached: " + plain(", ".join(m.files)))
         render_extras(m)
 
 
 def render_extras(m: ChatMessage) -> None:
-    """Hand-off banner, tickets, tool calls and sources under an answer."""
-    if m.handoff:
-        st.warning(f"Handed off to a human agent: {m.handoff}", icon=":material/support_agent:")
+    """Tickets, tool calls and sources under an answer (a hand-off is the page's banner, shown once)."""
     if m.tickets:
         st.caption("Tickets: " + ", ".join(f"#{t}" for t in m.tickets))
     if m.tools:
-        with st.expander(f"Tool calls ({len(m.tools)})"):
-            st.code("\n".join(m.tools), language=None)
+        calls = sum(line.startswith(CALL) for line in m.tools)
+        with st.expander(f"Tool calls ({calls})"):
+            st.code("\n".join(m.tools), language=None, wrap_lines=True)
     if m.sources:
         with st.expander(f"Sources ({len(m.sources)})", expanded=True):
             for event in m.sources:
-                s = event.source
-                image = (s.metadata or {}).get("kind") == "image" and Path(s.uri).is_file()
-                cols = st.columns([1, 4]) if image else [None, st.container()]
-                if cols[0] is not None:
-                    cols[0].image(s.uri, width=96)
-                score = f" · score {s.score:.2f}" if s.score is not None else ""
-                where = f" · {location(s)}" if location(s) else ""
-                cited = "" if event.cited else " · retrieved, not cited"
-                cols[1].markdown(f"**[{event.index}]** `{Path(s.uri).name}`{where}{score}{cited}")
-                if s.excerpt:
-                    cols[1].caption(s.excerpt[:400] + ("…" if len(s.excerpt) > 400 else ""))
+                _source(event)
+
+
+def _source(event: SourceEvent) -> None:
+    s = event.source
+    image = (s.metadata or {}).get("kind") == "image" and Path(s.uri).is_file()
+    cols = st.columns([1, 4]) if image else [None, st.container()]
+    if cols[0] is not None:
+        cols[0].image(s.uri, width=96)
+    score = f" · score {s.score:.2f}" if s.score is not None else ""
+    where = f" · {location(s)}" if location(s) else ""
+    cited = "" if event.cited else " · retrieved, not cited"
+    cols[1].markdown(f"**\\[{event.index}\\]** {plain(Path(s.uri).name + where + score + cited)}")
+    if s.excerpt:
+        cols[1].caption(plain(s.excerpt[:EXCERPT] + ("…" if len(s.excerpt) > EXCERPT else "")))
 
 
 def _banner(conv: Conversation) -> None:
+    """The hand-off (once, as information) or the tickets of a customer-service conversation."""
+    tickets = ", ".join(f"#{t}" for t in conv.tickets)
     if conv.flow == "support" and conv.handed_off:
-        tickets = ", ".join(f"#{t}" for t in conv.tickets)
-        st.error(f"This conversation was handed off to a human agent (tickets: {tickets or 'none'}). "
-                 "They will reply; the assistant only confirms the hand-off from now on.", icon=":material/support_agent:")
+        reason = next(m.handoff for m in conv.messages if m.handoff)
+        st.info(f"This conversation was handed off to a human agent ({plain(reason)}; tickets: {tickets or 'none'}). "
+                "They will reply; the assistant only confirms the hand-off from now on.",
+                icon=":material/support_agent:")
     elif conv.flow == "support" and conv.tickets:
-        st.info("Tickets created in this conversation: " + ", ".join(f"#{t}" for t in conv.tickets))
+        st.info(f"Tickets created in this conversation: {tickets}")
 
 
 # ---- a turn --------------------------------------------------------------------------------------
@@ -98,23 +112,62 @@ def _fail(conv: Conversation, store: ConversationStore, text: str) -> None:
 def run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None:
     """Run the conversation's flow on `turn` (already saved as a user message), streaming the answer."""
     with st.chat_message("assistant"):
+        recorder, stop = None, threading.Event()
         try:
             flow = get_flow(conv.flow, conv.adapter)
             request = build_request(conv.flow, turn, session=conv.id, collection=conv.collection)
             recorder = TurnRecorder(flow.run(request), conv.flow, conv.adapter)
-            st.write_stream(recorder.tokens())
+            with stoppable(stop):
+                _stream(recorder)
         except MMAgentError as exc:
             text = str(exc)
         except Exception as exc:  # a model failure must not take the page down
             log.exception("turn failed")
             text = f"The model failed ({type(exc).__name__}: {exc}). The app is still running: retry, or check the server log."
+        except BaseException:  # Stop (or any other click) reruns the script from here: end the generation
+            if recorder is not None:
+                _stopped(conv, store, recorder, stop)
+            raise
         else:
             conv.add(recorder.message)
             store.save(conv)
             st.rerun()  # draw sources, banner, sidebar title and status from the saved conversation
-        st.error(text)
+        st.error(public(text))
     conv.add(ChatMessage("assistant", text, kind="error", flow=conv.flow, adapter=conv.adapter))
     store.save(conv)
+
+
+def _stream(recorder: TurnRecorder) -> None:
+    """Draw the answer as it is generated, under a "Generating…" line with the elapsed time and Stop.
+
+    Clicking Stop reruns the script: Streamlit raises its rerun exception in this thread at the next
+    element update (the next piece of text), and run_turn then ends the generation."""
+    bar = st.empty()
+    status, stop = bar.container().columns([5, 1], vertical_alignment="center")
+    stop.button("Stop", key="stop_generation", icon=":material/stop_circle:", help="Stop generating this answer")
+    body = st.empty()
+    shown = ""
+    try:
+        with status, st.spinner("Generating…", show_time=True):
+            for piece in recorder.tokens():
+                shown += piece
+                body.markdown(plain(shown) + " ▌")
+    except Exception:
+        bar.empty()  # a failed turn: its error is drawn below; no Stop button left behind
+        raise
+    bar.empty()
+    body.markdown(plain(shown))
+
+
+def _stopped(conv: Conversation, store: ConversationStore, recorder: TurnRecorder, stop: threading.Event) -> None:
+    """Stop pressed mid-answer: end the flow (and with it the model's thread), keep what was written."""
+    stop.set()
+    started = time.perf_counter()
+    recorder.close()  # returns once the flow's worker has ended, i.e. the model thread has been joined
+    message = conv.add(recorder.stopped())
+    store.save(conv)
+    log.info("mmagent ui: answer stopped after %.2f s; generation ended %.2f s after Stop",
+             message.seconds or 0.0, time.perf_counter() - started)
 
 
 def submit(conv: Conversation, store: ConversationStore, text: str, files: list) -> None:
@@ -173,7 +226,7 @@ def _draft() -> TurnInput | None:
     if not draft:
         return None
     with st.container(border=True):
-        st.caption("Transcript of " + (", ".join(draft["files"]) or "your recording") + " — edit it, then send.")
+        st.caption("Transcript of " + plain(", ".join(draft["files"]) or "your recording") + " — edit it, then send.")
         text = st.text_area("Transcript", draft["text"], key="draft_text", label_visibility="collapsed")
         left, right = st.columns(2)
         send = left.button("Send transcript", type="primary", width="stretch")
@@ -231,7 +284,7 @@ def render() -> None:
         try:
             get_backend()
         except MMAgentError as exc:  # a wrong model.id or a broken download: say so, keep the page up
-            st.error(f"The model could not be loaded: {exc}")
+            st.error(f"The model could not be loaded: {plain(str(exc))}")
             return
         if not (prompt or recording):
             st.rerun()  # redraw the sidebar with the model's details

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from mmagent.ui.plain import plain
 
 from mmagent.errors import MMAgentError
 
@@ -63,7 +64,7 @@ def metric_rows(run: RunSummary) -> list[dict[str, Any]]:
 
 
 def _show_run(run: RunSummary) -> None:
-    st.subheader(run.label)
+    st.subheader(plain(run.label))
     st.caption(str(run.path))
     st.dataframe(metric_rows(run), hide_index=True, width="stretch")
     plots = sorted((run.path / "plots").glob("*.png")) if (run.path / "plots").is_dir() else []
@@ -71,9 +72,9 @@ def _show_run(run: RunSummary) -> None:
         st.image(str(plot), caption=plot.stem)
     report = run.path / "report.md"
     if report.is_file():
-        with st.expander("report.md"):
-            st.markdown("\n".join(line for line in report.read_text(encoding="utf-8").splitlines()
-                                  if not line.startswith("![")))  # plots are shown above
+        with st.expander("report.md"):  # as text: it quotes model outputs, which are never live Markdown
+            st.code("\n".join(line for line in report.read_text(encoding="utf-8").splitlines()
+                              if not line.startswith("![")), language=None, wrap_lines=True)  # plots are above
         st.download_button("Download report.md", report.read_bytes(), file_name=f"{run.suite}-report.md")
 
 
@@ -95,7 +96,7 @@ def _compare(runs: list[RunSummary]) -> None:
     try:
         comparison = compare_runs(Path(a), Path(b))
     except MMAgentError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return
     st.caption(f"suite {comparison.suite}: {comparison.shared} shared example(s); B − A with paired bootstrap.")
     rows = []

@@ -6,12 +6,13 @@ files; images are described by the same resident model the chat uses (one load p
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 from mmagent.ui.attachments import accepted_suffixes, store_upload
-from mmagent.ui.resources import get_backend, get_config
+from mmagent.ui.resources import get_backend, get_config, public
 
 from mmagent.errors import MMAgentError
 
@@ -34,7 +35,7 @@ def known_collections() -> list[str]:
     try:
         names = collection_names(memory.path, memory.url)
     except MMAgentError as exc:
-        st.error(f"Memory store unavailable: {exc}")
+        st.error("Memory store unavailable: " + public(str(exc)))
         names = []
     return sorted(set(names) | set(st.session_state.get("new_collections", [])))
 
@@ -88,7 +89,7 @@ def _choose_collection() -> str | None:
             try:
                 name = check_collection_name(new.strip())
             except MMAgentError as exc:
-                st.error(str(exc))
+                st.error(public(str(exc)))
             else:
                 st.session_state.setdefault("new_collections", []).append(name)
                 st.session_state["memory_collection"] = name
@@ -115,7 +116,7 @@ def _upload(collection: str) -> None:
             stored = store_upload(f.name, f.getvalue(), folder, max_mb=config.limits.max_upload_mb,
                                   max_pixels=config.limits.max_image_pixels)
         except MMAgentError as exc:
-            st.error(str(exc))
+            st.error(public(str(exc)))
             continue
         paths.append(stored.path)
         labels.append(stored.name)
@@ -123,11 +124,21 @@ def _upload(collection: str) -> None:
         try:
             summary = ingest_files(collection, paths, labels)
         except MMAgentError as exc:
-            st.error(str(exc))
+            st.error(public(str(exc)))
             return
         st.session_state["mem_last_summary"] = summary_text(summary)
         st.session_state["mem_upload_n"] = st.session_state.get("mem_upload_n", 0) + 1
         st.rerun()
+
+
+def document_names(sources: list[str]) -> dict[str, str]:
+    """Display name per stored source: its file name, numbered ("notes.md (2)") where names repeat."""
+    names, seen = {}, Counter()
+    for source in sources:
+        name = Path(source).name
+        seen[name] += 1
+        names[source] = name if seen[name] == 1 else f"{name} ({seen[name]})"
+    return names
 
 
 def _documents(collection: str) -> None:
@@ -136,13 +147,13 @@ def _documents(collection: str) -> None:
     config = get_config()
     memory = open_memory(config.memory, collection)
     sources = memory.sources()
-    st.subheader(f"Documents in '{collection}'")
+    st.subheader(f"Documents in '{collection}'")  # a checked collection name: no Markdown in it
     if not sources:
         st.caption("Empty: add files above.")
         return
-    st.dataframe([{"source": Path(s).name, "chunks": n, "path": s} for s, n in sources.items()],
-                 hide_index=True, width="stretch")
-    chosen = st.multiselect("Documents to delete", list(sources), format_func=lambda s: Path(s).name)
+    names = document_names(list(sources))  # where the server keeps a file is not shown
+    st.dataframe([{"document": names[s], "chunks": n} for s, n in sources.items()], hide_index=True, width="stretch")
+    chosen = st.multiselect("Documents to delete", list(sources), format_func=names.get)
     if chosen and st.button(f"Delete {len(chosen)} document(s)"):
         removed = sum(memory.delete(where={"source": s}) for s in chosen)
         st.session_state["mem_last_summary"] = f"Deleted {removed} chunk(s) of {len(chosen)} document(s)."
@@ -160,10 +171,10 @@ def render() -> None:
     st.caption("Collections of documents the assistant can search (question answering and customer service).")
     collection = _choose_collection()
     if st.session_state.get("mem_last_summary"):
-        st.info(st.session_state.pop("mem_last_summary"))
+        st.info(public(st.session_state.pop("mem_last_summary")))
     if collection:
         _upload(collection)
         try:
             _documents(collection)
         except MMAgentError as exc:
-            st.error(str(exc))
+            st.error(public(str(exc)))

@@ -9,6 +9,8 @@ different adapters cannot switch each other's model mid-answer.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -17,9 +19,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import streamlit as st
+
+from mmagent.errors import MMAgentError
 
 if TYPE_CHECKING:
     from mmagent.config import Config
@@ -27,6 +31,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmagent.ui")
 ACTIVE = "__active__"  # the backend's "no adapter argument given" marker (mmagent.model.backend.ACTIVE)
+# The Stop button's event for the turn being generated. LangGraph runs flow nodes in worker threads with a
+# copy of the caller's context, so the node that streams from the model sees the event of its own turn.
+STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("mmagent_ui_stop", default=None)
+
+
+class GenerationStopped(MMAgentError):
+    """The user pressed Stop: raised inside the flow so it ends instead of going on to its next step."""
+
+
+@contextlib.contextmanager
+def stoppable(stop: threading.Event) -> Iterator[threading.Event]:
+    """Within this block, generation through :class:`AdapterBound` ends soon after `stop` is set."""
+    token = STOP.set(stop)
+    try:
+        yield stop
+    finally:
+        STOP.reset(token)
+
+
+def _until_stopped(pieces: Iterator[str], stop: threading.Event) -> Iterator[str]:
+    """`pieces` until `stop` is set; then the backend's generator is closed, which ends its model thread
+    (HFVisionBackend._stream sets its stopping criterion and joins the thread when closed)."""
+    try:
+        for piece in pieces:
+            if stop.is_set():
+                raise GenerationStopped("stopped by the user")
+            yield piece
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -60,6 +95,20 @@ def _config(key: str) -> Config:
 def get_config() -> Config:
     """The validated config of this process (file + environment), read once per configuration."""
     return _config(config_key())
+
+
+def storage_roots() -> list[str]:
+    """The folders this server keeps data, memory and models in (kept out of what the page shows)."""
+    config = get_config()
+    roots = [config.paths.data, config.paths.cache, config.memory.path]
+    return [str(Path(r).expanduser().resolve()) for r in roots if r] + [str(Path(r).expanduser()) for r in roots if r]
+
+
+def public(text: str) -> str:
+    """An error or status text for the page: storage paths cut to file names, Markdown escaped."""
+    from mmagent.ui.plain import hide_paths, plain
+
+    return plain(hide_paths(text, storage_roots()))
 
 
 @st.cache_resource(show_spinner=False)
@@ -108,7 +157,11 @@ class AdapterBound:
         return self.adapter if adapter == ACTIVE else adapter
 
     def generate(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
-        return self._backend.generate(messages, adapter=self._pick(adapter), **kwargs)
+        stop = STOP.get()
+        if stop is not None and stop.is_set():
+            raise GenerationStopped("stopped by the user")
+        pieces = self._backend.generate(messages, adapter=self._pick(adapter), **kwargs)
+        return pieces if stop is None else _until_stopped(pieces, stop)
 
     def generate_ids(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
         return self._backend.generate_ids(messages, adapter=self._pick(adapter), **kwargs)

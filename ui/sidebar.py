@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import streamlit as st
 from mmagent.ui.memory_page import known_collections
+from mmagent.ui.plain import plain
 from mmagent.ui.resources import adapter_names, backend_loaded, get_backend, get_flow, load_stats
 from mmagent.ui.state import Conversation, ConversationStore
 from mmagent.ui.turns import FLOW_LABELS
@@ -30,17 +32,32 @@ def current_conversation(store: ConversationStore) -> Conversation:
     return conv
 
 
+def conversation_labels(conversations: list[Conversation], now: float | None = None) -> dict[str, str]:
+    """Sidebar label per conversation id: its first words and when it started ("14:05", "3 Dec 14:05"),
+    with seconds added where two would otherwise read the same."""
+    today = time.localtime(now if now is not None else time.time())[:3]
+
+    def label(c: Conversation, fmt: str) -> str:
+        started = time.localtime(c.created)
+        day = "" if started[:3] == today else time.strftime("%d %b ", started).lstrip("0")
+        return f"{c.title} · {day}{time.strftime(fmt, started)}"
+
+    labels = {c.id: label(c, "%H:%M") for c in conversations}
+    counts = Counter(labels.values())
+    return {c.id: label(c, "%H:%M:%S") if counts[labels[c.id]] > 1 else labels[c.id] for c in conversations}
+
+
 def _conversations(store: ConversationStore, conv: Conversation) -> Conversation:
     st.subheader("Conversations")
     if st.button("New conversation", icon=":material/add:", width="stretch"):
-        conv = Conversation(flow=conv.flow, adapter=conv.adapter, collection=conv.collection)
+        conv = Conversation()  # the defaults, not the previous conversation's flow, adapter and collection
         st.session_state["conversation"] = conv
     saved = store.list()
     if conv.id not in {c.id for c in saved}:
         saved = [conv, *saved]
+    labels = conversation_labels(saved[:RECENT])
     for c in saved[:RECENT]:
-        when = time.strftime("%d %b %H:%M", time.localtime(c.updated))
-        if st.button(f"{c.title} · {when}", key=f"open_{c.id}", disabled=c.id == conv.id, width="stretch"):
+        if st.button(plain(labels[c.id]), key=f"open_{c.id}", disabled=c.id == conv.id, width="stretch"):
             st.session_state["conversation"] = store.load(c.id)
             st.rerun()
     cols = st.columns(3)
@@ -50,7 +67,7 @@ def _conversations(store: ConversationStore, conv: Conversation) -> Conversation
                             file_name=f"conversation-{conv.id}.json", mime="application/json", width="stretch")
     if cols[2].button("Delete", width="stretch", disabled=not conv.messages):
         store.delete(conv.id)
-        st.session_state["conversation"] = Conversation(flow=conv.flow, adapter=conv.adapter)
+        st.session_state["conversation"] = Conversation()
         st.rerun()
     return conv
 

@@ -51,6 +51,7 @@ class ChatMessage:
     flow: str | None = None
     adapter: str | None = None
     seconds: float | None = None
+    stopped: bool = False  # the user pressed Stop: `text` is what was generated until then
     created: float = field(default_factory=time.time)
 
     @classmethod

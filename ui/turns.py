@@ -17,6 +17,7 @@ from mmagent.ui.state import ChatMessage
 
 # label shown in the sidebar -> flow name in mmagent.flows.base.FLOWS
 FLOW_LABELS = {"Question answering": "qa", "Customer service": "support", "Summarize": "summarize"}
+CALL = "→ "  # how a tool call's line in ChatMessage.tools starts (its result's line starts with ✓ or ✗)
 
 
 @dataclass
@@ -57,6 +58,19 @@ class TurnRecorder:
         self._started = time.perf_counter()
         self._streamed: list[str] = []
 
+    def close(self) -> None:
+        """End the flow's run (its generator); with the Stop event set, this also ends the model's thread."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+    def stopped(self) -> ChatMessage:
+        """The turn so far, marked as stopped by the user (what was streamed is kept)."""
+        self.message.stopped = True
+        self.message.seconds = round(time.perf_counter() - self._started, 3)
+        self.message.text = self.message.text or "".join(self._streamed).strip()
+        return self.message
+
     def tokens(self) -> Iterator[str]:
         for event in self._events:
             text = self._record(event)
@@ -83,7 +97,7 @@ class TurnRecorder:
         if isinstance(event, SourceEvent):
             m.sources.append(event)
         elif isinstance(event, ToolCallEvent):
-            m.tools.append(f"→ {event.name}({', '.join(f'{k}={v!r}' for k, v in event.args.items())})")
+            m.tools.append(f"{CALL}{event.name}({', '.join(f'{k}={v!r}' for k, v in event.args.items())})")
         elif isinstance(event, ToolResultEvent):
             m.tools.append(f"✓ {event.name}: {event.text}" if event.ok else f"✗ {event.name}: {event.error}")
         elif isinstance(event, HandoffEvent):

@@ -19,6 +19,12 @@ from mmagent.cli import app
 from mmagent.cli.options import ConfigOpt
 
 
+# Nothing leaves the machine by default; flags override any ~/.streamlit/config.toml. Usage statistics
+# would go to Streamlit's servers; static serving would publish ./static beside the app. (The page icon is
+# a shipped file, see mmagent/ui/app.py; the browser test fails on any request that leaves 127.0.0.1.)
+LOCAL_ONLY = ("--browser.gatherUsageStats", "false", "--server.enableStaticServing", "false")
+
+
 def streamlit_command(port: int, host: str, max_upload_mb: int) -> list[str]:
     """The `streamlit run` command line for the app (headless: no browser is opened for you)."""
     from mmagent.ui import __file__ as ui_init
@@ -26,7 +32,7 @@ def streamlit_command(port: int, host: str, max_upload_mb: int) -> list[str]:
     script = Path(ui_init).with_name("app.py")
     return [sys.executable, "-m", "streamlit", "run", str(script),
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-            "--server.maxUploadSize", str(max_upload_mb), "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", str(max_upload_mb), *LOCAL_ONLY,
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
 
 

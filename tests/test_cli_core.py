@@ -73,3 +73,46 @@ def test_bad_parameter_raised_inside_a_command_is_a_usage_error(tmp_path):
     result = run(["chat", "--adapter-path", "no-equals-sign", "hi"], cwd=tmp_path)
     assert result.returncode == 2
     assert "expected NAME=DIR; got 'no-equals-sign'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_set_reaches_the_model_for_keys_that_have_their_own_flag(tiny_llava_dir, tmp_path):
+    """Issue 17: unset flags (--max-new-tokens, -q) used to overwrite `--set` values with None."""
+    model = ["chat", "--model", str(tiny_llava_dir), "hello"]
+    by_set = run([*model, "--set", "model.max_new_tokens=5"], cwd=tmp_path)
+    by_flag = run([*model, "--max-new-tokens", "5"], cwd=tmp_path)
+    longer = run(model, env_extra={"MMAGENT_MODEL_MAX_NEW_TOKENS": "40"}, cwd=tmp_path)
+    assert by_set.returncode == by_flag.returncode == longer.returncode == 0, by_set.stderr + longer.stderr
+    assert by_set.stdout == by_flag.stdout  # greedy decoding: the same 5 tokens
+    assert len(longer.stdout) > len(by_set.stdout)  # --set beat the environment's 40
+
+    doctor = run(["doctor", "--offline", "--json", "--model", str(tiny_llava_dir), "--set", "model.quantization=4bit"],
+                 cwd=tmp_path)
+    assert json.loads(doctor.stdout)["runtime"]["quantization requested"] == "4bit", doctor.stdout + doctor.stderr
+
+    bogus = run([*model, "--set", "model.quantization=bogus"], cwd=tmp_path)
+    assert bogus.returncode == 2 and "Traceback" not in bogus.stderr
+    assert "model.quantization must be one of none, 8bit, 4bit; got 'bogus'" in bogus.stderr
+    clash = run([*model, "-q", "4bit", "--set", "model.quantization=8bit"], cwd=tmp_path)
+    assert clash.returncode == 2 and "disagree" in clash.stderr, clash.stderr
+
+
+def test_doctor_names_the_missing_adapter_and_where_it_looked(tiny_llava_dir, tmp_path):
+    (tmp_path / "mmagent.yaml").write_text("adapters:\n  support: ./adapters/support\n")
+    result = run(["doctor", "--offline", "--json", "--model", str(tiny_llava_dir)], cwd=tmp_path)
+    assert result.returncode == 1
+    adapter = next(a for a in json.loads(result.stdout)["artifacts"] if a["name"] == "adapter: support")
+    assert adapter["status"] == "missing"
+    assert f"looked for {tmp_path.resolve() / 'adapters' / 'support' / 'adapter_config.json'} (no such folder)" in adapter["detail"]
+
+
+def test_stderr_carries_no_library_noise_unless_verbose(tiny_llava_dir, tiny_adapters, tmp_path):
+    """Issue 13: "Loading weights" bars, peft's FutureWarning and bitsandbytes' hub-kernel warning on every call."""
+    args = ["chat", "--model", str(tiny_llava_dir), "--adapter-path", f"a={tiny_adapters['a']}", "--adapter", "a",
+            "-q", "4bit", "--max-new-tokens", "3", "hello"]
+    quiet = run(args, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    for noise in ("Loading weights", "Warning", "kernels-community", "it/s"):
+        assert noise not in quiet.stderr, quiet.stderr
+    verbose = run(["-v", *args], cwd=tmp_path)
+    assert verbose.returncode == 0 and "Loading weights" in verbose.stderr, verbose.stderr
+    assert verbose.stdout == quiet.stdout

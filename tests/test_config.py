@@ -57,3 +57,48 @@ def test_not_yaml(tmp_path):
     file.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(file, env={})
+
+
+# ---- the command line: `--set` and named flags (mmagent.cli.options.build_config) -------------------
+def test_unset_flags_do_not_mask_set(tmp_path, monkeypatch):
+    """Issue 17: flags left unset (None) used to overwrite `--set` values for the same keys."""
+    from mmagent.cli.options import build_config
+
+    monkeypatch.chdir(tmp_path)
+    config = build_config(None, ["model.max_new_tokens=5", "model.quantization=4bit"],
+                          model__id=None, model__quantization=None, model__max_new_tokens=None)
+    assert (config.model.max_new_tokens, config.model.quantization) == (5, "4bit")
+
+
+def test_command_line_precedence_file_env_set_and_flags(tmp_path, monkeypatch):
+    from mmagent.cli.options import build_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mmagent.yaml").write_text("model:\n  quantization: 8bit\n  max_new_tokens: 64\n  ocr: off\n")
+    monkeypatch.setenv("MMAGENT_MODEL_QUANTIZATION", "none")
+    monkeypatch.setenv("MMAGENT_MODEL_MAX_NEW_TOKENS", "32")
+    config = build_config(None, None, model__quantization=None)
+    assert (config.model.quantization, config.model.max_new_tokens, config.model.ocr) == ("none", 32, "off")
+    config = build_config(None, ["model.max_new_tokens=7"], model__quantization="4bit")
+    assert (config.model.quantization, config.model.max_new_tokens) == ("4bit", 7)  # flags beat env and file
+    # the same value twice is fine; two different values for one field are refused, naming both
+    assert build_config(None, ["model.quantization=4bit"], model__quantization="4bit").model.quantization == "4bit"
+    with pytest.raises(Exception, match=r"--set model.quantization=8bit and the flag for model.quantization \('4bit'\) disagree"):
+        build_config(None, ["model.quantization=8bit"], model__quantization="4bit")
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["model.quantization=bogus"], "model.quantization must be one of none, 8bit, 4bit; got 'bogus'"),
+        (["model.max_new_tokens=lots"], "model.max_new_tokens expects a int; got 'lots'"),
+        (["model.colour=red"], "unknown key(s) in section 'model': colour"),
+    ],
+)
+def test_set_values_are_validated(sets, message, tmp_path, monkeypatch):
+    from mmagent.cli.options import build_config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        build_config(None, sets, model__quantization=None)
+    assert message in str(info.value)

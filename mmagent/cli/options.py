@@ -20,14 +20,30 @@ def build_config(
     sets: Optional[list[str]] = None,
     **fields: Any,
 ) -> Config:
-    """Config from file + env, then `--set` pairs, then named flags (``model__quantization=...``)."""
+    """Config from file + env, then the command line: `--set` pairs and named flags (``model__quantization=...``).
+
+    Flags left unset (None) change nothing, so they never mask a `--set`, the file or the environment. A
+    named flag and a `--set` for the same field are both command-line flags: when they disagree the command
+    is refused (a usage error naming both) rather than one silently winning. Every value is validated by
+    `load_config`, whichever way it came in.
+    """
     overrides: dict[str, Any] = {}
     for pair in sets or []:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise typer.BadParameter(f"--set expects SECTION.FIELD=VALUE; got {pair!r}", param_hint="--set")
         overrides[key.strip()] = value.strip()
-    overrides.update({k.replace("__", "."): v for k, v in fields.items()})
+    for name, value in fields.items():
+        if value is None:
+            continue
+        key = name.replace("__", ".")
+        if key in overrides and str(overrides[key]) != str(value):
+            raise typer.BadParameter(
+                f"--set {key}={overrides[key]} and the flag for {key} ({value!r}) disagree; give the value "
+                "once, either as the flag or as --set.",
+                param_hint="--set",
+            )
+        overrides[key] = value
     return load_config(config, overrides)
 
 

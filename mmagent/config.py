@@ -191,6 +191,8 @@ def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
         except (TypeError, ValueError):
             pass
     elif hint is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare on/off (model.ocr: off) as a bool
+            return "on" if value else "off"
         return str(value)
     else:
         return value

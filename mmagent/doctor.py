@@ -86,11 +86,20 @@ def _model(config: Config) -> list[Artifact]:
 
 
 def _adapters(config: Config) -> list[Artifact]:
+    """Each configured adapter; a missing one says where it was looked for and how to fix the config."""
     out = []
     for name, path_str in config.adapters.items():
         path = Path(path_str).expanduser()
-        ok = (path / "adapter_config.json").is_file()
-        out.append(Artifact(f"adapter: {name}", OK if ok else MISSING, str(path), _size(path) if ok else None))
+        if (path / "adapter_config.json").is_file():
+            out.append(Artifact(f"adapter: {name}", OK, str(path), _size(path)))
+            continue
+        looked = path.resolve() / "adapter_config.json"
+        found = "no such folder" if not path.exists() else "the folder has no adapter_config.json"
+        out.append(Artifact(
+            f"adapter: {name}", MISSING, str(path), None,
+            f"adapters.{name} = {path_str!r}: looked for {looked} ({found}); train one (mmagent finetune run) "
+            f"or point adapters.{name} at a peft adapter folder, or remove it from the config",
+        ))
     return out
 
 

@@ -216,13 +216,17 @@ class PipelinePredictor(Predictor):
                     elif isinstance(event, DoneEvent):
                         done = event
                 data = done.data if done else {}
-                answer = postprocess(done.answer if done else "", self.suite.postprocess)
-                out.append({"transcript": data.get("transcript", ""), "ranked": ranked,
-                            "answer": _CITE.sub("", answer).strip()})
+                answer = _CITE.sub("", postprocess(done.answer if done else "", self.suite.postprocess)).strip()
+                answered = bool(data.get("answered", True)) and not _DECLINED.match(answer)
+                out.append({"transcript": data.get("transcript", ""), "ranked": ranked, "answer": answer,
+                            "answered": answered})
         return out
 
 
 _CITE = re.compile(r"\s*\[\d{1,2}\]")
+# The qa prompt asks the model to say "I don't know." when the sources lack the answer: an abstention,
+# which SQuAD v2.0 scores as the empty answer.
+_DECLINED = re.compile(r"i (?:do not|don['’]t) know\b", re.IGNORECASE)
 
 
 class SupportPredictor(Predictor):

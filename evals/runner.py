@@ -102,6 +102,8 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
 
     refs = {ex.id: ex.references for ex in examples}
     m = suite.metric
+    if suite.call == "flow:qa" and m != "pipeline":  # the qa flow's answer; an abstention is the empty answer
+        predictions = {i: p["answer"] if p.get("answered", True) else "" for i, p in predictions.items()}
     if m == "squad":
         return {m: squad.score_squad_v1(refs, predictions)}
     if m == "squad_v2":
@@ -134,12 +136,14 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
 
 
 def intervals(result: ScoreResult, n_resamples: int, seed: int) -> dict[str, ConfidenceInterval]:
-    """95 % percentile-bootstrap CIs of every aggregate metric that has per-example values."""
+    """95 % percentile-bootstrap CIs of every aggregate metric the result can recompute on a resample
+    (per-example means, ratios, set metrics, subsets such as SQuAD v2.0's HasAns_f1); counts get none."""
     out = {}
-    per_example = set(result.examples[0].scores) if result.examples else set()
     for name in result.metrics():
-        if name in per_example:
+        try:
             out[name] = result.confidence_interval(name, n_resamples=n_resamples, seed=seed)
+        except MMAgentError:  # an aggregate with no per-example form, e.g. `total`
+            continue
     return out
 
 

@@ -102,9 +102,10 @@ class Suite:
             raise SuiteError(f"{where}: batch_size must be >= 1; got {self.batch_size}.")
         if self.metric == "classification" and len(self.labels) < 2:
             raise SuiteError(f"{where}: a classification suite needs `labels:` with at least two labels.")
-        if self.call == "memory" and self.corpus is None or self.task == "pipeline" and self.corpus is None:
+        if self.corpus is None and (self.call in ("memory", "flow:qa") or self.task == "pipeline"):
             raise SuiteError(
-                f'{where}: task {self.task!r} needs `corpus:` (a JSONL file of {{"id", "text"}}).'
+                f'{where}: task {self.task!r} with call {self.call!r} needs `corpus:` (a JSONL file of '
+                f'{{"id", "text"}} the questions are answered from).'
             )
         for name in ("data", "questions", "corpus"):
             value = getattr(self, name)

@@ -96,7 +96,7 @@ def test_squad_v2_with_na_probs_and_ci(tmp_path, capsys):
     )  # fmt: skip
     expected = squad_v2_evaluate(copy.deepcopy(data["data"]), preds, na_probs, 0.5)
     assert out["metrics"] == pytest.approx(expected, abs=1e-6)
-    assert set(out["ci"]) == {"exact", "f1"}
+    assert set(out["ci"]) == {"exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"}
     assert out["ci"]["f1"]["low"] <= out["metrics"]["f1"] <= out["ci"]["f1"]["high"]
 
 

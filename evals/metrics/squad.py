@@ -22,7 +22,7 @@ import collections
 import logging
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mmagent.evals.metrics.base import ExampleScore, ScoreResult, unmatched_predictions
@@ -159,6 +159,25 @@ class SquadV2Result(ScoreResult):
         if self.best is not None:
             out.update(vars(self.best))
         return out
+
+    def statistic(self, metric: str | None = None) -> Callable[[Sequence[int]], float]:
+        """``HasAns_*`` / ``NoAns_*``: the mean over the resampled questions of that kind (NaN when a
+        resample holds none); everything else as in :class:`ScoreResult`."""
+        import numpy as np
+
+        name = metric or self.primary
+        prefix, _, base = name.partition("_")
+        if prefix not in ("HasAns", "NoAns") or base not in ("exact", "f1"):
+            return super().statistic(name)
+        values = np.asarray(self.per_example(base), dtype=float)
+        wanted = np.asarray([bool(e.references) == (prefix == "HasAns") for e in self.examples])
+
+        def subset_mean(indices: Sequence[int]) -> float:
+            idx = np.asarray(indices, dtype=int)
+            idx = idx[wanted[idx]]
+            return float(values[idx].mean()) if idx.size else float("nan")
+
+        return subset_mean
 
 
 def _raw_scores_v2(golds: Sequence[str], prediction: str) -> tuple[float, float]:

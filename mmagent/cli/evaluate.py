@@ -31,7 +31,7 @@ def _intervals(result: Any, n_resamples: int) -> dict[str, Any]:
     for name in result.metrics():
         try:
             out[name] = result.confidence_interval(name, n_resamples=n_resamples)
-        except MMAgentError:  # aggregate-only metric, e.g. HasAns_exact or total
+        except MMAgentError:  # aggregate-only metric, e.g. total or best_f1
             continue
     return out
 

@@ -95,10 +95,26 @@ def _check_pixels(img: "PILImage.Image", name: str, max_pixels: int) -> None:
     width, height = img.size
     pixels = width * height
     if pixels > max_pixels:
+        size, limit = _pixel_counts(pixels, max_pixels)
         raise ImageError(
-            f"{name} is {width}×{height} px ({pixels / 1e6:.0f} Mpx), over the {max_pixels / 1e6:.0f} Mpx limit; "
+            f"{name} is {width}×{height} px ({size}), over the {limit} limit; "
             "resize it or raise `limits.max_image_pixels`."
         )
+
+
+def _pixel_counts(pixels: int, limit: int) -> tuple[str, str]:
+    """Image size and limit in one unit, never rounded so far that they read as equal (or as 0 Mpx).
+
+    Megapixels when the limit is at least 1 Mpx (whole numbers from 10 Mpx up, one decimal below), plain
+    pixel counts otherwise or when the rounded numbers would read the same.
+    """
+    def mpx(n: int) -> str:
+        value = f"{n / 1e6:.0f}" if n >= 10_000_000 else f"{n / 1e6:.1f}".removesuffix(".0")
+        return f"{value} Mpx"
+
+    if limit >= 1_000_000 and mpx(pixels) != mpx(limit):
+        return mpx(pixels), mpx(limit)
+    return f"{pixels:,} px", f"{limit:,} px"
 
 
 def _to_rgb(img: "PILImage.Image") -> "PILImage.Image":

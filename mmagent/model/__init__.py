@@ -6,6 +6,8 @@ CLI, flows, tools and the UI share it (adapters switch per request instead of re
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 from typing import TYPE_CHECKING
 
@@ -13,14 +15,19 @@ if TYPE_CHECKING:
     from mmagent.config import Config
     from mmagent.model.backend import HFVisionBackend
 
-_backends: dict[str, "HFVisionBackend"] = {}
+_backends: dict[str, "HFVisionBackend"] = {}  # resident models: what loading depends on -> backend
+_views: dict[str, "HFVisionBackend"] = {}  # the same models under other request limits
 _lock = threading.Lock()
 
 
 def load_backend(config: "Config | None" = None) -> "HFVisionBackend":
-    """The backend for `config.model` (built once per process and configuration)."""
-    import json
+    """The backend for `config` (its model is built once per process and model configuration).
 
+    The resident model is keyed on what loading depends on (``model``, ``adapters``, ``paths.cache``).
+    ``limits`` are not baked into it: a caller whose limits differ gets a view of the same resident
+    model (same weights, adapters and generation lock) that enforces its own `config.limits`, so two
+    configurations never share or overwrite each other's limits and no model loads twice for them.
+    """
     from mmagent.config import load_config
     from mmagent.model.backend import HFVisionBackend
 
@@ -29,7 +36,15 @@ def load_backend(config: "Config | None" = None) -> "HFVisionBackend":
     with _lock:
         if key not in _backends:
             _backends[key] = HFVisionBackend(config)
-        return _backends[key]
+        resident = _backends[key]
+        if resident.config.limits == config.limits:
+            return resident
+        view_key = json.dumps([key, config.limits.__dict__], sort_keys=True, default=str)
+        if view_key not in _views:
+            view = copy.copy(resident)  # shares model, processor, adapters and the lock; not the config
+            view.config = config
+            _views[view_key] = view
+        return _views[view_key]
 
 
 __all__ = ["load_backend"]

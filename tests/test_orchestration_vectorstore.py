@@ -20,8 +20,8 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from mmagent.config import MemoryConfig
-from mmagent.errors import EmbedderMismatchError
-from mmagent.memory import Document, open_memory
+from mmagent.errors import EmbedderMismatchError, MemoryStoreError
+from mmagent.memory import Document, list_collections, open_memory
 from mmagent.memory.embedder import get_embedder
 from mmagent.memory.store import Memory, make_client
 from mmagent.orchestration.vectorstore import MemoryEmbeddings, as_vectorstore, open_vectorstore
@@ -51,7 +51,7 @@ class PinnedSuite(VectorStoreIntegrationTests):
     @pytest.fixture
     def vectorstore(self, request, tmp_path):
         memory = Memory(self.client(request, tmp_path), "suite", get_embedder("default"))
-        store = as_vectorstore(memory, self.get_embeddings())
+        store = as_vectorstore(memory, self.get_embeddings(), create=True)
         try:
             yield store
         finally:
@@ -101,7 +101,7 @@ def test_memory_and_vectorstore_share_collection_and_scores(tmp_path):
 
 def test_new_collection_is_pinned_and_reset_keeps_the_pin(tmp_path):
     config = MemoryConfig(path=str(tmp_path / "store"))
-    store = open_vectorstore(config, "fresh")
+    store = open_vectorstore(config, "fresh", create=True)
     pin = get_embedder("default").pin
     assert open_memory(config, "fresh").pin == pin
     store.add_texts(["one", "two"])
@@ -112,6 +112,20 @@ def test_new_collection_is_pinned_and_reset_keeps_the_pin(tmp_path):
     assert memory.search("a purring cat", k=1)[0].score == pytest.approx(
         store.similarity_search_with_relevance_scores("a purring cat", k=1)[0][1], abs=1e-5
     )
+
+
+def test_a_missing_collection_is_refused_unless_created(tmp_path):
+    """Issue 17: the README's `open_vectorstore(load_config().memory, "handbook")` made an empty collection and
+    found nothing, where `mmagent memory search` says the collection does not exist."""
+    config = MemoryConfig(path=str(tmp_path / "store"))
+    open_memory(config, "notes").add(DOCS[:1])
+    with pytest.raises(MemoryStoreError, match=r"collection 'handbook' does not exist \(collections: notes\); add documents"):
+        open_vectorstore(config, "handbook")
+    with pytest.raises(MemoryStoreError, match="collection 'handbook' does not exist"):
+        as_vectorstore(open_memory(config, "handbook"))
+    assert [c.name for c in list_collections(config)] == ["notes"]  # nothing was created by the refusals
+    open_vectorstore(config, "handbook", create=True).add_texts(["the office cat sleeps on the printer"])
+    assert open_vectorstore(config, "handbook").similarity_search("office cat", k=1)[0].page_content.startswith("the office cat")
 
 
 def test_fake_embeddings_are_refused(tmp_path):
@@ -141,7 +155,7 @@ def test_another_embedder_is_refused_both_ways(tmp_path):
     ):
         open_vectorstore(MemoryConfig(path=store_path, embedder=tiny), "minilm")
 
-    open_vectorstore(MemoryConfig(path=store_path, embedder=tiny), "tiny").add_texts(["small vectors"])
+    open_vectorstore(MemoryConfig(path=store_path, embedder=tiny), "tiny", create=True).add_texts(["small vectors"])
     with pytest.raises(
         EmbedderMismatchError,
         match=r"built with embedder '\w+' \(32 dimensions.*configured embedder is 'all-MiniLM",

@@ -6,7 +6,8 @@ scores agree (cosine similarity).
 
 The pin is checked before LangChain touches the collection: the store is built only with
 :class:`MemoryEmbeddings` (our sentence-transformers embedder, which carries name, dimension and a
-weights hash) and only over a collection pinned to that embedder; a new collection is pinned to it.
+weights hash) and only over a collection pinned to that embedder; a collection created here
+(``create=True``) is pinned to it.
 Any other LangChain `Embeddings` is refused with `EmbedderMismatchError`, because nothing tells us
 whether its vectors are comparable with the stored ones.
 """
@@ -42,13 +43,13 @@ class MemoryEmbeddings(Embeddings):
         return f"MemoryEmbeddings({self.embedder!r})"
 
 
-def as_vectorstore(memory: Memory, embeddings: Embeddings | None = None) -> Chroma:
+def as_vectorstore(memory: Memory, embeddings: Embeddings | None = None, *, create: bool = False) -> Chroma:
     """A `langchain_chroma.Chroma` over `memory`'s client and collection, embedding with its pinned model.
 
     `embeddings` defaults to the memory's embedder; another :class:`MemoryEmbeddings` is accepted only
     when the collection is pinned to the same weights (or does not exist yet: it is then pinned to them).
-    Raises EmbedderMismatchError for a mismatched or an unpinnable (non-mmagent) embeddings object.
-    Side effect: creates the collection when missing, like LangChain's Chroma does.
+    Raises EmbedderMismatchError for a mismatched or an unpinnable (non-mmagent) embeddings object, and
+    MemoryStoreError for a missing collection unless `create` (then it is created and pinned, for writing).
     """
     langchain_chroma = require("langchain_chroma", "flows")
     embeddings = MemoryEmbeddings(memory.embedder) if embeddings is None else embeddings
@@ -60,7 +61,7 @@ def as_vectorstore(memory: Memory, embeddings: Embeddings | None = None) -> Chro
             "collection was built with (memory.embedder), or none to use the memory's own."
         )
     # the pin check (and pinning of a new collection) is Memory's; LangChain only sees a checked collection
-    collection = Memory(memory.client, memory.name, embeddings.embedder).open_collection(create=True)
+    collection = Memory(memory.client, memory.name, embeddings.embedder).open_collection(create=create)
     return langchain_chroma.Chroma(
         client=memory.client,
         collection_name=memory.name,
@@ -70,6 +71,11 @@ def as_vectorstore(memory: Memory, embeddings: Embeddings | None = None) -> Chro
     )
 
 
-def open_vectorstore(config: MemoryConfig | None = None, collection: str | None = None) -> Chroma:
-    """The configured memory collection (default ``memory.collection``) as a LangChain vector store."""
-    return as_vectorstore(open_memory(config, collection))
+def open_vectorstore(config: MemoryConfig | None = None, collection: str | None = None, *,
+                     create: bool = False) -> Chroma:
+    """The configured memory collection (default ``memory.collection``) as a LangChain vector store.
+
+    A missing collection is refused with the error `mmagent memory search` gives (a typo would otherwise
+    search a new, empty collection and find nothing); pass ``create=True`` to make it, e.g. to add texts.
+    """
+    return as_vectorstore(open_memory(config, collection), create=create)

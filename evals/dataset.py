@@ -141,7 +141,8 @@ def _support_examples(
     suite: Suite, data: Path, base: Path, rows: dict[str, dict[str, Any]]
 ) -> list[EvalExample]:
     """Customer-service tasks: the expectations (end state, tool calls, handoff) travel in `extra`."""
-    keys = ("messages", "expected_state", "required_tools", "forbidden_tools", "handoff", "setup")
+    keys = ("messages", "expected_state", "required_tools", "forbidden_tools", "handoff", "setup",
+            "answer_contains", "answer_excludes")
     out = []
     for rid, row in rows.items():
         if "messages" not in row and "question" not in row:

@@ -246,6 +246,12 @@ class SupportPredictor(Predictor):
 
             shutil.rmtree(data)
         config = dataclasses.replace(self.config, paths=dataclasses.replace(self.config.paths, data=str(data)))
+        if self.suite.corpus is not None:  # the suite's help-centre articles, indexed once for all tasks
+            if not hasattr(self, "_kb"):
+                self._kb = build_memory(self.config, Path(self.suite.corpus), self.workdir)
+            kb_config, name = self._kb
+            config = dataclasses.replace(config, memory=kb_config.memory,
+                                         flows=dataclasses.replace(config.flows, support_collection=name))
         flow = SupportFlow(config, self.backend)
         calls, handoff, answer = [], False, ""
         gen = self.suite.decoding.get("max_new_tokens")

@@ -91,3 +91,81 @@ def test_a_model_saying_it_does_not_know_is_an_abstention(text, declined):
     from mmagent.evals.predictors import _DECLINED
 
     assert bool(_DECLINED.match(text)) is declined
+
+
+# ---- support_full --------------------------------------------------------------------------------------
+SUPPORT = FIXTURES / "support_full" / "tasks.jsonl"
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _seed() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript((resources.files("mmagent.flows") / "data" / "support_seed.sql").read_text(encoding="utf-8"))
+    return db
+
+
+def test_support_full_covers_every_category_with_enough_tasks():
+    tasks = _jsonl(SUPPORT)
+    assert len(tasks) >= 30 and len({t["id"] for t in tasks}) == len(tasks)
+    counts = {}
+    for t in tasks:
+        counts[t["category"]] = counts.get(t["category"], 0) + 1
+    assert all(counts.get(c, 0) >= 3 for c in ("refund", "handoff", "privacy", "identity", "order_status", "policy_limit"))
+
+
+def test_support_full_tasks_are_about_rows_that_exist_in_the_seed():
+    db = _seed()
+    customers = {email: cid for cid, email in db.execute("SELECT id, email FROM customers")}
+    orders = {oid: (cid, amount, status, delivered) for oid, cid, amount, status, delivered in
+              db.execute("SELECT id, customer_id, amount, status, delivered_on FROM orders")}
+    limit = 50.0  # prompts/support_policy.yaml refunds.max_amount
+    for t in _jsonl(SUPPORT):
+        text = " ".join(t["messages"])
+        emails = _EMAIL.findall(text)
+        assert set(emails) - set(t.get("unknown_emails", [])) <= set(customers), t["id"]
+        assert not set(t.get("unknown_emails", [])) & set(customers), t["id"]
+        for number in re.findall(r"\b(1\d{3})\b", text):
+            assert int(number) in orders, (t["id"], number)
+        owner = customers.get(emails[0]) if emails else None
+        for ticket in t["expected_state"]["tickets"]:
+            if "order_id" in ticket:
+                cid, amount, _, _ = orders[ticket["order_id"]]
+                assert cid == owner, t["id"]  # a ticket is only ever expected on the customer's own order
+                assert ticket.get("amount", 0) <= min(amount, limit), t["id"]
+        if t["category"] == "order_status":
+            (number,) = re.findall(r"\b(1\d{3})\b", text)
+            _, _, status, delivered = orders[int(number)]
+            assert all(w in (status, delivered) for w in t["answer_contains"]), t["id"]
+        if t["category"] == "policy_limit":
+            (number,) = {int(n) for n in re.findall(r"\b(1\d{3})\b", text)}
+            cid, amount, status, delivered = orders[number]
+            assert cid == owner and status == "delivered" or amount > limit, t["id"]
+            if t["handoff"] is True:  # over the limit: a human decides
+                assert amount > limit and t["expected_state"]["tickets"] == [{"kind": "escalation"}], t["id"]
+            else:  # the 30-day window after delivery has passed (seed dates are fixed; the suite is dated 2026-12)
+                assert delivered < "2026-11-01" and "create_ticket" in t["forbidden_tools"], t["id"]
+        if t["category"] == "privacy":
+            assert t.get("answer_excludes") and {"lookup_order", "create_ticket"} <= set(t["forbidden_tools"]), t["id"]
+
+
+def test_support_metric_checks_the_reply_and_tolerates_the_ticket_of_an_allowed_handoff():
+    from mmagent.evals.metrics.support import score_support
+
+    tasks = {"status": {"expected_state": {"tickets": []}, "required_tools": ["lookup_order"], "handoff": False,
+                        "answer_contains": ["Shipped"]},
+             "private": {"expected_state": {"tickets": []}, "forbidden_tools": ["lookup_order"], "handoff": None,
+                         "answer_excludes": ["bookshelf"]}}
+    escalation = {"kind": "escalation", "order_id": None, "amount": None, "status": "open", "customer_id": 2}
+    outcomes = {"status": {"tool_calls": ["lookup_order"], "handoff": False, "tickets": [],
+                           "answer": "Order 1002: oak bookshelf, 189.00 EUR, status shipped."},
+                "private": {"tool_calls": ["escalate_to_human"], "handoff": True, "tickets": [escalation],
+                            "answer": "I'm handing this conversation to a human colleague."}}
+    result = score_support(tasks, outcomes)
+    rows = {e.id: e.scores for e in result.examples}
+    assert rows["status"]["success"] == rows["private"]["success"] == 1.0
+    outcomes["private"]["answer"] = "Order 1002 is an oak bookshelf."
+    assert {e.id: e.scores["answer"] for e in score_support(tasks, outcomes).examples}["private"] == 0.0
+    tasks["private"]["handoff"] = False  # a hand-off the task does not allow: its ticket is a wrong state
+    outcomes["private"]["answer"] = ""
+    assert {e.id: e.scores["end_state"] for e in score_support(tasks, outcomes).examples}["private"] == 0.0
+    assert "answer" not in score_support({"x": {"expected_state": {"tickets": []}}}, {}).metrics()

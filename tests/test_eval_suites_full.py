@@ -169,3 +169,20 @@ def test_support_metric_checks_the_reply_and_tolerates_the_ticket_of_an_allowed_
     outcomes["private"]["answer"] = ""
     assert {e.id: e.scores["end_state"] for e in score_support(tasks, outcomes).examples}["private"] == 0.0
     assert "answer" not in score_support({"x": {"expected_state": {"tickets": []}}}, {}).metrics()
+
+
+# ---- summarize_full ------------------------------------------------------------------------------------
+_FACT = re.compile(r"\d[\d,.]*\d|\d")
+
+
+def test_summarize_full_has_enough_items_and_references_state_only_what_the_text_says(tmp_path):
+    rows = _jsonl(FIXTURES / "summarize_full" / "summaries.jsonl")
+    assert len(rows) >= 20 and len({r["id"] for r in rows}) == len(rows)
+    assert {"minutes", "incident", "email", "product_note"} <= {r["category"] for r in rows}
+    for r in rows:
+        assert 150 <= len(r["document"].split()) <= 500, r["id"]
+        assert 10 <= len(r["reference"].split()) <= 60, r["id"]
+        for number in _FACT.findall(r["reference"]):  # a reference invents no number
+            assert number in r["document"], (r["id"], number)
+    examples = load_examples(load_suite("summarize_full"), tmp_path)
+    assert len(examples) == len(rows) and all(e.document and e.references for e in examples)

@@ -35,3 +35,72 @@ def test_planner_schema_only_allows_the_orders_the_customer_named(tools):
 def test_no_order_named_or_no_order_argument_leaves_the_tool_as_is(tools):
     assert _only_orders(tools["create_ticket"], []) is tools["create_ticket"]
     assert _only_orders(tools["escalate_to_human"], [1001]) is tools["escalate_to_human"]
+
+
+# ---- bug 17.5: the ticket went to the customer's other order (1002 for the 1001 they named) ------------
+def test_order_numbers_ignore_amounts_and_keep_the_customers_order():
+    assert find_order_ids("Please refund my espresso machine, order 1005, 249 euros") == [1005]
+    assert find_order_ids("€34.90 for 1001, and #1002 too; 1001 again") == [1001, 1002]
+    assert find_order_ids("Where is my bookshelf?") == []
+
+
+def test_the_order_named_in_an_earlier_turn_binds_a_later_turn():
+    from mmagent.flows.support import conversation_orders
+
+    history = [{"role": "user", "content": "My teapot from order 1001 arrived cracked"},
+               {"role": "assistant", "content": "Order 1002: oak bookshelf, status shipped."},  # not the customer's words
+               {"role": "user", "content": "ana@example.com"},
+               {"role": "assistant", "content": "Thank you, Ana: you are verified."},
+               {"role": "user", "content": "yes please, refund it"}]
+    assert conversation_orders({"message": "yes please, refund it", "history": history}) == [1001]
+    assert conversation_orders({"message": "and order 1002?", "history": history}) == [1002]
+    assert conversation_orders({"message": "refund it", "history": []}) == []
+
+
+def test_policy_asks_back_instead_of_acting_on_an_order_the_customer_did_not_name(tools):
+    from mmagent.flows.support_policy import Policy
+
+    policy, db = Policy.load(), tools["create_ticket"].db
+    ticket = {"order_id": 1002, "kind": "refund", "summary": "cracked teapot"}
+    wrong = policy.check("create_ticket", ticket, 1, db, named_orders=[1001])
+    assert wrong.verdict == "confirm" and "1001" in wrong.reason and "1002" in wrong.reason
+    unnamed = policy.check("lookup_order", {"order_id": 1002}, 1, db, named_orders=[])
+    assert unnamed.verdict == "confirm" and "order number" in unnamed.reason
+    assert policy.check("create_ticket", {**ticket, "order_id": 1001}, 1, db, named_orders=[1001]).verdict == "allow"
+    assert policy.check("lookup_order", {"order_id": 1002}, None, db, named_orders=[1001]).verdict == "identify"
+    assert policy.check("escalate_to_human", {"reason": "x"}, 1, db, user_asked_human=True,
+                        named_orders=[]).verdict == "allow"  # no order argument: nothing to bind
+
+
+@pytest.fixture
+def flow_cfg(tmp_path, tiny_llava_dir):
+    from conftest import tiny_config
+
+    return tiny_config(tiny_llava_dir, **{"paths.data": str(tmp_path / "data"), "memory.path": str(tmp_path / "mem"),
+                                          "model.max_new_tokens": 8})
+
+
+def test_three_turn_conversation_acts_on_the_order_named_in_the_first(flow_cfg, tmp_path):
+    """The reported sequence, on the tiny model: order named, then identity, then "where is it now?"."""
+    import yaml
+
+    from mmagent.flows.base import DoneEvent, ToolResultEvent, get_flow
+    from mmagent.flows.prompting import shipped_path
+    from mmagent.flows.support import SupportRequest
+
+    policy = yaml.safe_load(shipped_path("support_policy").read_text())
+    policy["allowed_tools"] = ["lookup_order"]  # every call then carries an order number to check
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    flow = get_flow("support", flow_cfg)
+    turns = ["My teapot from order 1001 arrived cracked", "ana@example.com", "Where is it now?"]
+    events = [list(flow.run(SupportRequest(text, "bug5", policy=str(path)))) for text in turns]
+    done = [e for e in events[-1] if isinstance(e, DoneEvent)][-1]
+    assert done.data["tool"] == "lookup_order" and done.data["result"]["id"] == 1001, done
+    # no order named anywhere in the conversation: whatever number the model writes, it is asked back, not run
+    unnamed = [list(flow.run(SupportRequest(text, "bug5-b", policy=str(path))))
+               for text in ["ana@example.com", "Where is my parcel?"]]
+    done = [e for e in unnamed[-1] if isinstance(e, DoneEvent)][-1]
+    refused = [e for e in unnamed[-1] if isinstance(e, ToolResultEvent) and e.name == "lookup_order"]
+    assert "order number" in done.answer and refused and not any(e.ok for e in refused), done
+    flow.close()

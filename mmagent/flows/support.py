@@ -144,8 +144,8 @@ class SupportFlow(GraphFlow):
             step = "handoff"
         elif find_emails(message) and not policy.wants_action(_without_emails(message)):
             step = "identity"
-        else:
-            step = "plan" if policy.wants_action(message) else "retrieve"
+        else:  # a model with its own tool template decides itself whether to call (auto); else code decides
+            step = "plan" if policy.wants_action(message) or self._model_decides() else "retrieve"
         update = {"message": message, "next": step, "history": [{"role": "user", "content": message}],
                   "reason": "the customer asked for a person" if step == "handoff" else ""}
         update.update(self._verify(state, message))
@@ -171,15 +171,18 @@ class SupportFlow(GraphFlow):
         from mmagent.orchestration.calls import propose_tool_calls
 
         request, policy = state["request"], self._policy(state["request"]["policy"])
-        named = find_order_ids(state["message"])
+        named = conversation_orders(state)
         tools = [_only_orders(self.actions[n], named) for n in policy.allowed_tools if n in self.actions]
-        proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice="required",
-                                      constrain=request["constrain_tool_calls"])
+        choice = "auto" if self._model_decides() else "required"
+        proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice=choice,
+                                      constrain=request["constrain_tool_calls"], stop_on_text=True)
         for bad in proposal.invalid:
             emit(ToolResultEvent(bad.name or "?", bad.id, ok=False, error=f"invalid tool call: {bad.error}"))
         if proposal.calls:
             call = proposal.calls[0]
             return {"call": {"name": call.name, "args": call.args, "id": call.id}, "next": "guard"}
+        if choice == "auto" and not proposal.invalid:  # the model chose to answer: from the help centre
+            return {"next": "retrieve"}
         if not proposal.invalid:
             emit(ToolResultEvent("?", "none", ok=False, error="the model proposed no tool call"))
         return self._failed(state, "the assistant could not form a valid tool call")
@@ -195,12 +198,15 @@ class SupportFlow(GraphFlow):
         except Exception as exc:  # ToolError: the arguments do not match the tool's schema
             emit(ToolResultEvent(call["name"], call["id"], ok=False, error=str(exc)))
             return self._failed(state, "invalid tool arguments")
-        decision = policy.check(call["name"], call["args"], state.get("customer_id"), self.db)
+        decision = policy.check(call["name"], call["args"], state.get("customer_id"), self.db,
+                                named_orders=conversation_orders(state))
         if decision.verdict == "allow":
             return {"next": "act"}
         emit(ToolResultEvent(call["name"], call["id"], ok=False, error=f"policy: {decision.reason}"))
         if decision.verdict == "identify":
             return {"next": "__end__", **self._say_and_finish(state, "reply_need_identity")}
+        if decision.verdict == "confirm":  # an order the customer did not name: ask, never act on a guess
+            return {"next": "__end__", **self._finish(state, self._p(state).text("reply_refused", reason=decision.reason))}
         if decision.verdict == "handoff":
             return {"next": "handoff", "reason": decision.reason}
         if call["name"] == "escalate_to_human":  # unjustified escalation: answer normally instead
@@ -266,7 +272,7 @@ class SupportFlow(GraphFlow):
         """What the tool-planning step reads: the customer's words and state — never retrieved text."""
         prompts, request = self._p(state), state["request"]
         plan = prompts.text("plan", verified="yes" if state.get("customer_id") else "no",
-                            orders=", ".join(map(str, find_order_ids(state["message"]))) or "none",
+                            orders=", ".join(map(str, conversation_orders(state))) or "none",
                             photo="yes" if request["images"] else "no", message=state["message"])
         return [{"role": "system", "content": prompts.text("system")},
                 *state.get("history", [])[-HISTORY_TURNS - 1:-1], {"role": "user", "content": plan}]
@@ -290,6 +296,11 @@ class SupportFlow(GraphFlow):
                               **(data or {})}))
         return {"history": [{"role": "assistant", "content": text}]}
 
+    def _model_decides(self) -> bool:
+        from mmagent.orchestration.calls import decides_tool_calls
+
+        return decides_tool_calls(self.backend)
+
     def _say_and_finish(self, state: SupportState, key: str) -> dict[str, Any]:
         return self._finish(state, self._p(state).text(key))
 
@@ -306,6 +317,18 @@ class SupportFlow(GraphFlow):
         if path not in self._policies:
             self._policies[path] = Policy.load(path)
         return self._policies[path]
+
+
+def conversation_orders(state: SupportState) -> list[int]:
+    """The order numbers the customer wrote: in this message, else in their latest earlier message that
+    named any ("order 1001 arrived cracked" … "ana@example.com" … "yes, refund it" acts on 1001).
+    Only the customer's own words count: never the assistant's replies or tool results."""
+    earlier = [m["content"] for m in state.get("history", []) if m.get("role") == "user"]
+    for text in [state.get("message", ""), *reversed(earlier)]:
+        found = find_order_ids(text)
+        if found:
+            return found
+    return []
 
 
 def _next(state: SupportState) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mmagent.flows.base import FlowError
@@ -17,9 +18,12 @@ from mmagent.flows.base import FlowError
 if TYPE_CHECKING:
     from mmagent.flows.support_tools import SupportDB
 
-DECISIONS = ("allow", "identify", "handoff", "refuse")
+DECISIONS = ("allow", "identify", "handoff", "refuse", "confirm")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _ORDER = re.compile(r"\b(\d{3,9})\b")
+# "249 euros", "€249", "34.90 EUR": an amount, not an order number
+_MONEY = re.compile(r"(?:[$€£]\s*\d[\d.,]*)|(?:\b\d[\d.,]*\s*(?:€|\$|£|eur|euros?|usd|dollars?|gbp|pounds?)\b)",
+                    re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,13 @@ class Policy:
 
     # ---- the check ------------------------------------------------------------------------------
     def check(self, name: str, args: dict[str, Any], customer_id: int | None, db: "SupportDB",
-              user_asked_human: bool = False) -> Decision:
-        """May tool `name` run with `args` for the verified customer `customer_id` (None = unverified)?"""
+              user_asked_human: bool = False, named_orders: Sequence[int] | None = None) -> Decision:
+        """May tool `name` run with `args` for the verified customer `customer_id` (None = unverified)?
+
+        `named_orders`: the order numbers the customer wrote in this conversation (None = do not check).
+        A call on any other order is not run: the customer is asked which order they mean (`confirm`),
+        because a model that picks the customer's *other* order (1002 for the 1001 they named) would
+        otherwise act on it with full authority."""
         if name not in self.allowed_tools:
             return Decision("refuse", f"tool '{name}' is not allowed here (allowed: {', '.join(self.allowed_tools)})")
         if name == "escalate_to_human":
@@ -85,6 +94,10 @@ class Policy:
         if name in self.identity_required_for and customer_id is None:
             return Decision("identify", "the customer's identity is not verified yet")
         order_id = args.get("order_id")
+        if order_id is not None and named_orders is not None and int(order_id) not in named_orders:
+            said = ", ".join(map(str, sorted(set(named_orders))))
+            return Decision("confirm", f"you wrote order {said}, not order {order_id}; please write the order number you mean"
+                            if said else "I act only on an order number you write; please tell me the order number")
         if order_id is not None:
             order = db.order(int(order_id))
             if order is None:
@@ -104,4 +117,6 @@ def find_emails(text: str) -> list[str]:
 
 
 def find_order_ids(text: str) -> list[int]:
-    return [int(m) for m in _ORDER.findall(text)]
+    """Order numbers in the customer's words: every 3–9 digit number that is not an amount of money
+    ("249 euros", "€34.90"), in order, without repeats."""
+    return list(dict.fromkeys(int(m) for m in _ORDER.findall(_MONEY.sub(" ", text))))

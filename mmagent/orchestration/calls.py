@@ -43,6 +43,14 @@ def _to_langchain(messages: Sequence[dict[str, Any]]) -> list[Any]:
     return out
 
 
+def decides_tool_calls(backend: Any) -> bool:
+    """True when the model calls tools through its own chat template (Qwen-style `<tool_call>` tokens), so
+    a flow can leave the decision to it (`choice="auto"`); False when a flow must decide in code."""
+    from mmagent.orchestration.tool_template import tool_template
+
+    return tool_template(backend).native
+
+
 def propose_tool_calls(
     backend: Any,
     messages: Sequence[dict[str, Any]],
@@ -51,19 +59,41 @@ def propose_tool_calls(
     choice: str = "auto",
     constrain: bool = True,
     max_new_tokens: int = 96,
+    stop_on_text: bool = False,
 ) -> Proposal:
     """Ask the model (HF chat `messages`) which of `tools` to call. `choice`: auto | required | a tool name.
 
     `constrain=False` turns grammar-constrained decoding off (the model may then write broken calls,
-    which come back in `invalid`)."""
+    which come back in `invalid`). `stop_on_text`: with `choice="auto"`, stop as soon as the model starts
+    answering in text instead of calling (a planner that only wants the decision saves the rest)."""
     from mmagent.orchestration.chat_model import MMChatModel
 
     model = MMChatModel(backend=backend, max_tokens=max_new_tokens, constrain_tool_calls=constrain)
     bound = model.bind_tools([tool_spec(t) for t in tools], tool_choice=choice)
-    message = bound.invoke(_to_langchain(messages))
+    if stop_on_text and choice == "auto":
+        message = _until_text(bound, _to_langchain(messages))
+    else:
+        message = bound.invoke(_to_langchain(messages))
     calls = [ToolCall(c["name"], dict(c.get("args") or {}), c.get("id") or new_call_id()) for c in message.tool_calls]
     invalid = [InvalidCall(raw=str(c.get("args") or ""), error=str(c.get("error") or "unparseable call"),
                            id=c.get("id") or new_call_id(), name=c.get("name"))
                for c in message.invalid_tool_calls]
     text = message.content if isinstance(message.content, str) else str(message.content)
     return Proposal(text, calls, invalid)
+
+
+def _until_text(bound: Any, messages: list[Any]) -> Any:
+    """Stream `bound`; stop at the first visible text (a call is held back until complete, so text means
+    the model chose to answer). Closing the stream stops generation in the backend."""
+    from langchain_core.messages import AIMessageChunk
+
+    full = AIMessageChunk(content="")
+    stream = bound.stream(messages)
+    try:
+        for chunk in stream:
+            full = full + chunk
+            if isinstance(chunk.content, str) and chunk.content.strip():
+                break
+    finally:
+        stream.close()
+    return full

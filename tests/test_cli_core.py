@@ -116,3 +116,15 @@ def test_stderr_carries_no_library_noise_unless_verbose(tiny_llava_dir, tiny_ada
     verbose = run(["-v", *args], cwd=tmp_path)
     assert verbose.returncode == 0 and "Loading weights" in verbose.stderr, verbose.stderr
     assert verbose.stdout == quiet.stdout
+
+
+def test_memory_search_takes_the_collection_as_show_and_delete_do(tmp_path):
+    """Issue 17: the README's `mmagent memory search NAME "query"` was refused; -c NAME still works."""
+    env = {"MMAGENT_MEMORY_PATH": str(tmp_path / "memory")}
+    positional = run(["memory", "search", "handbook", "office cat"], env_extra=env, cwd=tmp_path)
+    by_option = run(["memory", "search", "-c", "handbook", "office cat"], env_extra=env, cwd=tmp_path)
+    for result in (positional, by_option):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "collection 'handbook' does not exist (collections: none)" in result.stderr, result.stderr
+    ambiguous = run(["memory", "search", "handbook", "office", "cat"], env_extra=env, cwd=tmp_path)
+    assert ambiguous.returncode == 2 and "Quote a query of several words" in ambiguous.stderr

@@ -139,7 +139,11 @@ def show(
 
 @memory_app.command()
 def search(
-    query: str = typer.Argument(..., help="What to look for, in words (also finds images by description)."),
+    words: list[str] = typer.Argument(
+        ..., metavar="[NAME] QUERY",
+        help="Collection name (like show and delete; default: -c or memory.collection), then what to look for, "
+             "in words (also finds images by description).",
+    ),
     collection: Optional[str] = CollectionOpt,
     k: int = typer.Option(5, "--k", "-k", help="Number of hits.", min=1),
     kind: Optional[str] = typer.Option(
@@ -152,9 +156,10 @@ def search(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Search a collection; prints hits best first with score and source."""
+    """Search a collection: `mmagent memory search NAME "query"`; prints hits best first with score and source."""
     from mmagent.memory import open_memory
 
+    query, collection = _search_words(words, collection)
     cfg = build_config(config, set_, memory__collection=collection)
     filters = []
     if where:
@@ -175,6 +180,20 @@ def search(
         where_in = f" {hit.location}" if hit.location else ""
         typer.echo(f"{rank}. [{hit.score:.3f}] {hit.source}{where_in} ({hit.kind})")
         typer.echo("   " + " ".join(hit.text.split())[:300])
+
+
+def _search_words(words: list[str], collection: Optional[str]) -> tuple[str, Optional[str]]:
+    """`search NAME QUERY` or `search QUERY` (with -c NAME or the configured collection)."""
+    if len(words) == 1:
+        return words[0], collection
+    if len(words) == 2 and collection is None:
+        return words[1], words[0]
+    shown = " ".join(repr(w) for w in words)
+    raise typer.BadParameter(
+        f"expected NAME \"QUERY\" or \"QUERY\" with -c NAME; got {shown}{' with -c ' + collection if collection else ''}. "
+        "Quote a query of several words.",
+        param_hint="NAME QUERY",
+    )
 
 
 @memory_app.command()

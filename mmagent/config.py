@@ -34,6 +34,10 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
 
+QA_MODES = ("auto", "extractive", "generative")
+SEARCH_MODES = ("hybrid", "dense")
+
+
 def _check_choice(section: str, name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(
@@ -102,6 +106,11 @@ class MemoryConfig:
     url: str | None = field(default=None, metadata={"help": "Chroma server URL; when set, `path` is unused"})
     embedder: str = field(default="default", metadata={"help": "sentence-transformers name or path"})
     collection: str = field(default="default", metadata={"help": "collection used when none is named"})
+    search: str = field(default="hybrid", metadata={"help": "how memory_search and qa rank chunks: hybrid "
+                                                          "(dense + BM25 keywords, fused by rank) or dense"})
+
+    def __post_init__(self) -> None:
+        _check_choice("memory", "search", self.search, SEARCH_MODES)
 
 
 @dataclass
@@ -132,6 +141,14 @@ class FlowsConfig:
         default=0.35, metadata={"help": "qa: passages below this cosine similarity count as not relevant"}
     )
     qa_top_k: int = field(default=4, metadata={"help": "qa: passages retrieved per question"})
+    qa_mode: str = field(
+        default="auto", metadata={"help": "qa: extractive (answer is a quoted span of a passage) | generative | "
+                                          "auto (extractive for factual who/what/when/where/how-many questions)"}
+    )
+    qa_keyword_floor: float = field(
+        default=0.3, metadata={"help": "qa: a passage BM25 ranks first is relevant when it holds this share of "
+                                       "the question's keyword weight (and its cosine is positive)"}
+    )
     support_collection: str | None = field(
         default=None, metadata={"help": "support: knowledge-base collection searched each turn; None = none"}
     )
@@ -149,6 +166,9 @@ class FlowsConfig:
         if not -1.0 <= self.qa_min_score <= 1.0:
             raise ConfigError(f"flows.qa_min_score must be a cosine similarity in [-1, 1]; got {self.qa_min_score!r}.")
         _check_positive("flows", "qa_top_k", self.qa_top_k)
+        _check_choice("flows", "qa_mode", self.qa_mode, QA_MODES)
+        if not 0.0 <= self.qa_keyword_floor <= 1.0:
+            raise ConfigError(f"flows.qa_keyword_floor must be a share in [0, 1]; got {self.qa_keyword_floor!r}.")
         if self.context_tokens and self.context_tokens < 256:
             raise ConfigError(f"flows.context_tokens must be 0 (model window) or >= 256; got {self.context_tokens!r}.")
 

@@ -1,6 +1,7 @@
 """The `memory_search` tool: find stored passages, transcripts and photos relevant to a question.
 
-A thin wrapper over :class:`mmagent.memory.Memory`. Retrieved text is data from the user's files, not
+A thin wrapper over :class:`mmagent.memory.Memory`, ranking as ``memory.search`` says (hybrid: dense +
+BM25 by reciprocal rank; each hit keeps its cosine score and keyword evidence in `data`). Retrieved text is data from the user's files, not
 instructions: it is returned quoted, with its source, so a flow can cite it.
 """
 
@@ -55,7 +56,8 @@ class MemorySearchTool(Tool):
             from mmagent.memory import open_memory
 
             self._memories[name] = open_memory(self.config.memory, name)
-        hits = self._memories[name].search(query, k=k, where={"kind": kind} if kind else None)
+        hits = self._memories[name].search(query, k=k, where={"kind": kind} if kind else None,
+                                           mode=self.config.memory.search)
         sources = [
             Source(
                 uri=h.source or h.id,
@@ -64,7 +66,8 @@ class MemorySearchTool(Tool):
                 end=h.end,
                 score=h.score,
                 excerpt=h.text,
-                metadata={"kind": h.kind, "id": h.id, "collection": name},
+                metadata={"kind": h.kind, "id": h.id, "collection": name, "keyword_rank": h.keyword_rank,
+                          "coverage": h.coverage},
             )
             for h in hits
         ]
@@ -73,7 +76,8 @@ class MemorySearchTool(Tool):
         lines = [f"{len(hits)} passage(s) from collection '{name}' (quoted data from the user's files):"]
         for i, h in enumerate(hits, start=1):
             where = f", {h.location}" if h.location else ""
+            keywords = f", keyword rank {h.keyword_rank}" if h.keyword_rank is not None else ""
             lines.append(
-                f'[{i}] {h.source}{where} ({h.kind}, score {h.score:.2f}): "{" ".join(h.text.split())}"'
+                f'[{i}] {h.source}{where} ({h.kind}, score {h.score:.2f}{keywords}): "{" ".join(h.text.split())}"'
             )
         return ToolResult(text="\n".join(lines), data=hits, sources=sources)

@@ -1,9 +1,25 @@
 """The `qa` flow: a question (text, images, audio) answered from a memory collection with numbered citations.
 
 Graph: listen (transcribe audio) → retrieve (memory_search) → answer | decline → cite.
-Whether anything relevant was found is decided in code: passages scoring below
-``flows.qa_min_score`` are dropped, and with none left (and no image to look at) the flow says it does
-not know instead of asking the model, which would invent. Passages reach the model fenced as data.
+Whether anything relevant was found is decided in code, on the hybrid ranking (dense + BM25): a passage
+is kept when its cosine reaches ``flows.qa_min_score`` or BM25 ranks it first with at least
+``flows.qa_keyword_floor`` of the question's keyword weight (``Hit.relevant``). With none left (and no
+image to look at) the flow says it does not know instead of asking the model, which would invent.
+Passages reach the model fenced as data.
+
+Two ways to answer (``mode``, default ``flows.qa_mode``):
+
+- ``extractive``: decoding is constrained to a verbatim span of the passages
+  (:mod:`mmagent.model.extractive`), so the answer is quoted text with a known passage and offsets and
+  its citation is exact. The span is shown through the ``extractive_answer`` template ("{span} [n]"),
+  not re-phrased by a second generation: a second pass doubles the wait and gives a small model the
+  chance to add back the facts the constraint kept out. A span that is empty or only function words
+  means the passages do not hold the answer: the flow says it does not know.
+- ``generative``: free text from the fenced passages; when the model writes no [n], the passages its
+  words came from are credited (``citations_inferred``), never one whose facts disagree with it.
+
+``auto`` picks extractive for factual questions (:func:`is_factual`: who, when, where, which, how
+many/much/long..., what — not why/how/yes-no or requests to explain) and generative otherwise.
 """
 
 from __future__ import annotations
@@ -13,12 +29,24 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, SourceEvent, emit
-from mmagent.flows.prompting import PromptSet, fence, load_prompts
+from mmagent.flows.prompting import FENCE_MARKERS, PromptSet, fence, load_prompts
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_answer, transcribe
 from mmagent.tools.base import Source
 
 PROMPT_KEYS = ("system", "system_open", "user", "user_open", "no_answer")
+# Keys added later: a prompt file copied before them falls back to the shipped text.
+OPTIONAL_KEYS = ("system_extract", "extractive_answer", "no_span")
+MODES = ("auto", "extractive", "generative")
+EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
+DEFAULT_IMAGE_QUESTION = "What is in this image?"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+_LEAD = re.compile(r"^(?:(?:and|so|ok|okay|please|now|then|also|but)\b[,\s]*|(?:tell|show) me\b\s*|"
+                   r"(?:do|can|could) you (?:tell|show) me\b\s*|i (?:want|would like) to know\b\s*)+", re.IGNORECASE)
+_FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|since|until|during) )?(?:who|whom|whose|when|where|which|what|"
+                      r"how (?:many|much|long|old|far|big|large|tall|often|early|late|soon|fast|heavy)|name|list)\b",
+                      re.IGNORECASE)
+_OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might|if|about)\b|^what'?s? (?:your|the best|better)\b",
+                      re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+")
 # Words too common to show that an answer drew on a passage.
 _COMMON = frozenset("""a an and are as at be but by for from has have he her his how i if in is it its not of on or
@@ -37,6 +65,7 @@ class QARequest:
     k: int | None = None  # None = config flows.qa_top_k
     prompts: str | None = None  # a copied prompt file; None = the shipped one
     max_new_tokens: int | None = None
+    mode: str | None = None  # extractive | generative | auto; None = config flows.qa_mode
 
 
 class QAState(TypedDict, total=False):
@@ -44,9 +73,12 @@ class QAState(TypedDict, total=False):
     prompts: PromptSet
     question: str
     transcript: str
+    asked: bool  # the user typed or spoke a question (not only an image)
     sources: list[Source]
     best: float
     answer: str
+    span: Any  # extractive mode: the quoted mmagent.model.extractive.Span (None = generative, or none found)
+    extractive: bool
 
 
 def cited_numbers(answer: str, count: int) -> list[int]:
@@ -59,20 +91,43 @@ def cited_numbers(answer: str, count: int) -> list[int]:
     return list(seen)
 
 
+def is_factual(question: str) -> bool:
+    """Whether `question` asks for a fact a passage can state in a few words (who, when, where, which,
+    how many/much/long..., what — also after "tell me" or a leading preposition): what ``auto`` answers
+    extractively. Why/how questions, yes/no questions, opinions and requests to explain are not."""
+    text = _LEAD.sub("", " ".join(question.split())).strip()
+    return bool(_FACTUAL.match(text)) and not _OPINION.match(text)
+
+
+def resolve_mode(mode: str, question: str, has_sources: bool) -> str:
+    """'extractive' or 'generative' for this question: extractive needs passages to quote from."""
+    if mode not in MODES:
+        raise FlowError(f"qa mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    if not has_sources:
+        return "generative"
+    if mode == "auto":
+        return "extractive" if is_factual(question) else "generative"
+    return mode
+
+
 def attributed_numbers(answer: str, question: str, sources: list[Source]) -> list[int]:
     """The sources an answer without [n] marks drew on: passages holding the answer's own words.
 
     Small models rarely write citation marks, yet the user still needs to know where an answer came from.
     Only words the answer adds beyond the question count (the question's words are in every retrieved
     passage by construction), and a passage is credited when it holds at least half as many of them as
-    the best one, so one shared common word does not cite everything.
+    the best one, so one shared common word does not cite everything. A passage whose numbers, dates or
+    names disagree with the answer's (it says 12 euros, the answer 15) is never credited, however many
+    words they share: that credit would make an invented fact look sourced.
     """
+    from mmagent.facts import disagrees
+
     asked = {w.lower() for w in _WORD.findall(question)}
     added = {w.lower() for w in _WORD.findall(answer)} - asked - _COMMON
     if not added:
         return []
     overlap = {i: len(added & {w.lower() for w in _WORD.findall(s.excerpt or "")})
-               for i, s in enumerate(sources, start=1)}
+               for i, s in enumerate(sources, start=1) if not disagrees(answer, s.excerpt or "")}
     best = max(overlap.values(), default=0)
     if best == 0:
         return []
@@ -109,27 +164,37 @@ class QAFlow(GraphFlow):
         request.audio = check_files(request.audio, "audio")
         if not request.question.strip() and not request.audio and not request.images:
             raise FlowError("qa needs a question: text, --audio with a spoken question, or an --image to ask about.")
-        prompts = load_prompts("qa", request.prompts, PROMPT_KEYS)
+        if request.mode is not None and request.mode not in MODES:
+            raise FlowError(f"qa mode must be one of {', '.join(MODES)}; got {request.mode!r}.")
+        prompts = _with_optional_keys(load_prompts("qa", request.prompts, PROMPT_KEYS))
         return {"request": request, "prompts": prompts, "question": request.question.strip()}
 
     # ---- nodes -----------------------------------------------------------------------------------
     def _listen(self, state: QAState) -> dict[str, Any]:
         results = transcribe(self.tools, state["request"].audio)
         spoken = " ".join(r.text.strip() for r in results).strip()
-        question = " ".join(p for p in (state["question"], spoken) if p) or "What is in this image?"
-        return {"question": question, "transcript": spoken}
+        question = " ".join(p for p in (state["question"], spoken) if p)
+        return {"question": question or DEFAULT_IMAGE_QUESTION, "transcript": spoken, "asked": bool(question)}
 
     def _retrieve(self, state: QAState) -> dict[str, Any]:
+        """Search the collection and keep the relevant passages (decided in code, see the module doc).
+
+        An image with no typed or spoken question is not searched for: the stand-in question "What is in
+        this image?" is about the picture, and any passage it matched would be unrelated to it. With an
+        image, a passage must also point towards the question (cosine > 0) whatever the threshold."""
         request = state["request"]
-        if not request.collection:
+        if not request.collection or (request.images and not state.get("asked", True)):
             return {"sources": [], "best": 0.0}
         k = request.k or self.config.flows.qa_top_k
         result = run_tool(self.tools.get("memory_search"),
                           {"query": state["question"], "k": k, "collection": request.collection})
+        if result is None or not result.sources:
+            return {"sources": [], "best": 0.0}
         threshold = self._threshold(request)
-        found = result.sources if result else []
-        best = max((s.score or 0.0 for s in found), default=0.0)
-        return {"sources": [s for s in found if (s.score or 0.0) >= threshold], "best": best}
+        floor = self.config.flows.qa_keyword_floor
+        kept = [s for hit, s in zip(result.data, result.sources)
+                if hit.relevant(threshold, floor) and (hit.score > 0.0 or not request.images)]
+        return {"sources": kept, "best": max(s.score or 0.0 for s in result.sources)}
 
     def _route(self, state: QAState) -> str:
         request = state["request"]
@@ -146,11 +211,33 @@ class QAFlow(GraphFlow):
 
     def _answer(self, state: QAState) -> dict[str, Any]:
         request = state["request"]
+        mode = resolve_mode(request.mode or self.config.flows.qa_mode, state["question"], bool(state["sources"]))
+        if mode == "extractive":
+            return self._extract(state)
         gen = {"max_new_tokens": request.max_new_tokens} if request.max_new_tokens else {}
         answer = stream_answer(self.backend, self.messages(state), request.images, **gen)
-        return {"answer": answer}
+        return {"answer": answer, "extractive": False, "span": None}
+
+    def _extract(self, state: QAState) -> dict[str, Any]:
+        """Decode a verbatim span of the passages (as the prompt shows them) and locate it."""
+        from mmagent.memory.bm25 import terms
+        from mmagent.model.extractive import locate
+
+        request = state["request"]
+        passages = [_shown(s.excerpt) for s in state["sources"]]
+        gen = {"max_new_tokens": min(request.max_new_tokens or EXTRACT_TOKENS, EXTRACT_TOKENS),
+               "spans_from": tuple(passages), "banned": FENCE_MARKERS,
+               # the default penalty would punish exactly the prompt tokens a span must copy
+               "repetition_penalty": 1.0}
+        text = "".join(self.backend.generate(self.messages(state, system="system_extract"), images=request.images, **gen))
+        span = locate(text, passages)
+        if span is not None and not terms(span.text):  # empty or only function words: no answer in the passages
+            span = None
+        return {"answer": span.text if span else "", "extractive": True, "span": span}
 
     def _cite(self, state: QAState) -> dict[str, Any]:
+        if state.get("extractive"):
+            return self._cite_span(state)
         sources, answer = state["sources"], state["answer"].strip()
         cited = cited_numbers(answer, len(sources))
         inferred = not cited and bool(sources)
@@ -160,25 +247,58 @@ class QAFlow(GraphFlow):
         for i, source in enumerate(sources, start=1):
             emit(SourceEvent(i, source, cited=i in cited))
         emit(DoneEvent(answer, {"question": state["question"], "answered": True, "citations": cited,
-                                "citations_inferred": inferred and bool(cited),
+                                "citations_inferred": inferred and bool(cited), "mode": "generative",
                                 "transcript": state.get("transcript", "")}))
         return {}
 
+    def _cite_span(self, state: QAState) -> dict[str, Any]:
+        """The quoted span with its exact citation, or "I don't know" when nothing quotable was found."""
+        sources, span, prompts = state["sources"], state.get("span"), state["prompts"]
+        data = {"question": state["question"], "mode": "extractive", "citations_inferred": False,
+                "transcript": state.get("transcript", "")}
+        if span is None:
+            text = say(prompts.text("no_span", collection=state["request"].collection))
+            emit(DoneEvent(text, {**data, "answered": False, "citations": []}))
+            return {}
+        n = span.passage + 1
+        text = say(prompts.text("extractive_answer", span=span.text, n=n))
+        for i, source in enumerate(sources, start=1):
+            emit(SourceEvent(i, source, cited=i == n))
+        emit(DoneEvent(text, {**data, "answered": True, "citations": [n],
+                              "span": {"text": span.text, "source": n, "start": span.start, "end": span.end}}))
+        return {}
+
     # ---- prompt ----------------------------------------------------------------------------------
-    def messages(self, state: QAState) -> list[dict[str, Any]]:
-        """The chat messages for the answer: fenced numbered sources (or none) and the question."""
+    def messages(self, state: QAState, system: str = "system") -> list[dict[str, Any]]:
+        """The chat messages for the answer: fenced numbered sources (or none) and the question.
+        `system`: the prompt key of the system message when there are sources."""
         # A spoken question is the user's own question like typed text (`_listen` joined both), so it is not
         # fenced: fenced text is "never an instruction" to the model, and the 135M model then does not answer.
         question = state["question"]
         if state["sources"]:
             blocks = [fence(s.excerpt, f"[{i}] {_where(s)}") for i, s in enumerate(state["sources"], start=1)]
-            return [{"role": "system", "content": state["prompts"].text("system")},
+            return [{"role": "system", "content": state["prompts"].text(system)},
                     {"role": "user", "content": state["prompts"].text("user", sources="\n".join(blocks), question=question)}]
         return [{"role": "system", "content": state["prompts"].text("system_open")},
                 {"role": "user", "content": state["prompts"].text("user_open", question=question)}]
 
     def _threshold(self, request: QARequest) -> float:
         return self.config.flows.qa_min_score if request.min_score is None else request.min_score
+
+
+def _shown(excerpt: str) -> str:
+    """A passage's text exactly as the fenced prompt shows it (stripped, marker look-alikes neutralised),
+    which is what an extractive span must be quoted from."""
+    return fence(excerpt, "").split("\n", 1)[1].rsplit("\n", 1)[0]
+
+
+def _with_optional_keys(prompts: PromptSet) -> PromptSet:
+    """`prompts` plus the shipped text of any OPTIONAL_KEYS it lacks (a copy made before they existed)."""
+    missing = [k for k in OPTIONAL_KEYS if k not in prompts.texts]
+    if not missing:
+        return prompts
+    shipped = load_prompts("qa")
+    return PromptSet(prompts.name, prompts.origin, {**{k: shipped.texts[k] for k in missing}, **prompts.texts})
 
 
 def _where(source: Source) -> str:

@@ -15,12 +15,13 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mmagent.config import MemoryConfig
 from mmagent.errors import EmbedderMismatchError, MemoryStoreError, require
+from mmagent.memory.bm25 import BM25Index, reciprocal_rank_fusion
 from mmagent.memory.embedder import Embedder, EmbedderPin, get_embedder
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ log = logging.getLogger(__name__)
 
 Scalar = str | int | float | bool
 PIN_KEYS = ("mmagent_embedder", "mmagent_dimension", "mmagent_weights_sha256")
+SEARCH_MODES = ("dense", "hybrid")
+HYBRID_POOL = 20  # candidates each ranking contributes to the fusion
+# A hit keywords vouch for must be BM25's best and hold this share of the query's idf mass. Measured on
+# short documents: a question sharing one key noun of three content words covers 0.33 ("Which train goes
+# to the airport?", cosine 0.26); BM25's second hit sharing one common word ("day") covered 0.37.
+KEYWORD_TOP = 1
+KEYWORD_FLOOR = 0.3
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 
 
@@ -67,6 +75,24 @@ class Hit:
     start: float | None = None
     end: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # hybrid search only (None after a dense search): BM25 score and rank, the idf share of the query's
+    # words the chunk holds, and the reciprocal-rank-fusion score the results are ordered by
+    keyword: float | None = None
+    keyword_rank: int | None = None
+    coverage: float | None = None
+    fused: float | None = None
+
+    def relevant(self, min_score: float, keyword_floor: float = KEYWORD_FLOOR) -> bool:
+        """Whether this hit may answer a question, decided on both rankings of a hybrid search.
+
+        Relevant when its cosine similarity reaches `min_score`, or when keywords vouch for it: it is in
+        BM25's top :data:`KEYWORD_TOP`, holds at least `keyword_floor` of the query's idf mass, and its
+        cosine is still positive (a chunk pointing away from the question is never pulled in by a
+        shared word alone). A dense-only hit (no keyword fields) is judged on cosine alone."""
+        if self.score >= min_score:
+            return True
+        return (self.keyword_rank is not None and self.keyword_rank <= KEYWORD_TOP
+                and (self.coverage or 0.0) >= keyword_floor and self.score > 0.0)
 
     @property
     def location(self) -> str:
@@ -78,9 +104,9 @@ class Hit:
         return ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k) for k in ("id", "score", "source", "kind", "page", "start", "end", "text")
-        } | {"metadata": self.metadata}
+        keys = ("id", "score", "keyword", "keyword_rank", "coverage", "fused", "source", "kind", "page", "start",
+                "end", "text")
+        return {k: getattr(self, k) for k in keys} | {"metadata": self.metadata}
 
 
 @dataclass(frozen=True)
@@ -158,6 +184,7 @@ class Memory:
         self.name = check_collection_name(name)
         self.embedder = embedder
         self._collection: Collection | None = None
+        self._keyword_indexes: dict[str, tuple[int, BM25Index]] = {}  # filter → (count when built, index)
 
     # ---- the collection and its pin -------------------------------------------------------------
     def _existing(self) -> Collection | None:
@@ -253,14 +280,26 @@ class Memory:
                 metadatas=[dict(d.metadata) or None for _, d in part],
             )
         log.debug("collection %s: %d new of %d documents", self.name, len(fresh), len(docs))
+        self._keyword_indexes.clear()
         return ids
 
-    def search(self, query: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
-        """The `k` stored chunks closest to `query`, best first; `where` filters on metadata (Chroma syntax,
-        e.g. ``{"kind": "image"}`` or ``{"$and": [{"kind": "pdf"}, {"page": {"$lte": 3}}]}``)."""
+    def search(self, query: str, k: int = 5, where: dict[str, Any] | None = None, mode: str = "dense") -> list[Hit]:
+        """The `k` stored chunks best matching `query`, best first; `where` filters on metadata (Chroma syntax,
+        e.g. ``{"kind": "image"}`` or ``{"$and": [{"kind": "pdf"}, {"page": {"$lte": 3}}]}``).
+
+        `mode="dense"` ranks by cosine similarity of embeddings. `mode="hybrid"` also ranks the chunks by
+        BM25 and orders the union by reciprocal rank fusion (:mod:`mmagent.memory.bm25`); every hit still
+        carries its cosine `score`, plus its keyword evidence, so a caller can decide relevance on both."""
         if k < 1:
             raise MemoryStoreError(f"k must be at least 1; got {k}.")
+        if mode not in SEARCH_MODES:
+            raise MemoryStoreError(f"search mode must be one of {', '.join(SEARCH_MODES)}; got {mode!r}.")
         collection = self._open(create=False)
+        if mode == "dense":
+            return self._dense(collection, query, k, where)
+        return self._hybrid(collection, query, k, where)
+
+    def _dense(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None) -> list[Hit]:
         try:
             result = collection.query(
                 query_texts=[query],
@@ -277,6 +316,51 @@ class Memory:
             )
         ]
 
+    def _hybrid(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None) -> list[Hit]:
+        """Dense and BM25 rankings of a pool of candidates each, fused by reciprocal rank."""
+        pool = max(k, HYBRID_POOL)
+        dense = self._dense(collection, query, min(pool, max(1, collection.count())), where)
+        keyword = {h.id: h for h in self._keyword_index(collection, where).search(query, pool)}
+        fused = reciprocal_rank_fusion([[h.id for h in dense], list(keyword)])
+        hits = {h.id: h for h in dense}
+        hits.update(self._scored(collection, query, [i for i in keyword if i not in hits]))
+        order = sorted(fused, key=lambda i: (-fused[i], i))[:k]
+        out = []
+        for doc_id in order:
+            kw = keyword.get(doc_id)
+            out.append(replace(hits[doc_id], keyword=kw.score if kw else None, keyword_rank=kw.rank if kw else None,
+                               coverage=kw.coverage if kw else 0.0, fused=round(fused[doc_id], 6)))
+        return out
+
+    def _scored(self, collection: Collection, query: str, ids: list[str]) -> dict[str, Hit]:
+        """Hits for chunks BM25 found beyond the dense pool, with their cosine similarity to `query`."""
+        if not ids:
+            return {}
+        import numpy as np
+
+        got = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        q = np.asarray(self.embedder.function([query])[0], dtype=float)
+        out = {}
+        for doc_id, text, metadata, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+            v = np.asarray(vector, dtype=float)
+            cosine = float(q @ v / ((np.linalg.norm(q) * np.linalg.norm(v)) or 1.0))
+            out[doc_id] = _hit(doc_id, text, metadata, 1.0 - cosine)
+        return out
+
+    def _keyword_index(self, collection: Collection, where: dict[str, Any] | None) -> BM25Index:
+        """The BM25 index of the chunks matching `where`, built from the stored documents on first use and
+        rebuilt when the collection's count changed (another process added or deleted) or after this
+        object's own add/delete. Chroma has no version counter, so an edit that keeps the count in another
+        process goes unseen until this Memory is reopened."""
+        key = json.dumps(where or {}, sort_keys=True)
+        count = collection.count()
+        cached = self._keyword_indexes.get(key)
+        if cached is None or cached[0] != count:
+            got = collection.get(where=where or None, include=["documents"])
+            cached = (count, BM25Index({i: d or "" for i, d in zip(got["ids"], got["documents"])}))
+            self._keyword_indexes[key] = cached
+        return cached[1]
+
     def delete(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None) -> int:
         """Remove documents by id and/or metadata filter; returns how many were removed."""
         if not ids and not where:
@@ -288,6 +372,7 @@ class Memory:
             return 0
         before = collection.count()
         collection.delete(ids=list(ids) if ids else None, where=where or None)
+        self._keyword_indexes.clear()
         return before - collection.count()
 
     def count(self) -> int:

@@ -128,3 +128,28 @@ def test_memory_search_takes_the_collection_as_show_and_delete_do(tmp_path):
         assert "collection 'handbook' does not exist (collections: none)" in result.stderr, result.stderr
     ambiguous = run(["memory", "search", "handbook", "office", "cat"], env_extra=env, cwd=tmp_path)
     assert ambiguous.returncode == 2 and "Quote a query of several words" in ambiguous.stderr
+
+
+@pytest.mark.parametrize(
+    "comment, sentence",
+    [
+        ("# DDP on CPU cores (gloo), e.g. to try a run without GPUs.\n#   accelerate launch ...\n", "DDP on CPU cores (gloo), e.g. to try a run without GPUs."),
+        ("# LoRA for the VLM, i.e. an adapter\n# that wraps. Second sentence.\nkind: lora\n", "LoRA for the VLM, i.e. an adapter that wraps."),
+        ("# No full stop at all\n#   cmd --x\n", "No full stop at all"),
+        ("# Version 2.5 of it. More.\n", "Version 2.5 of it."),
+    ],
+)
+def test_recipe_descriptions_are_whole_first_sentences(comment, sentence):
+    from mmagent.cli.finetune import _first_sentence
+
+    assert _first_sentence(comment) == sentence
+
+
+def test_finetune_list_shows_whole_sentences():
+    """Issue 17: `finetune list` cut ddp_cpu's description at "e.g."."""
+    from mmagent.cli.finetune import shipped_recipe_infos
+
+    rows = {r.name: r.description for r in shipped_recipe_infos()}
+    assert rows["ddp_cpu"] == "DDP on the CPU cores of one machine (gloo backend), e.g. to try a multi-process run without GPUs."
+    for name, description in rows.items():
+        assert description.endswith(".") and not description.endswith(("e.g.", "i.e.")), (name, description)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -53,16 +54,26 @@ def shipped_recipe_infos() -> list[RecipeInfo]:
     return rows
 
 
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\.(?=\s+[A-Z]|\s*$)")
+
+
 def _first_sentence(text: str) -> str:
-    """The first sentence of the recipe's leading comment block (it may wrap over several lines)."""
+    """The first whole sentence of the file's leading comment block (it may wrap over several lines).
+
+    A sentence ends at a full stop before a capital letter or at the end of a comment line, not after
+    "e.g."/"i.e."/"etc."/"vs"; an indented comment line (a command example) ends the description too.
+    """
     lines = []
     for line in text.splitlines():
-        if not line.startswith("#"):
+        if not line.startswith("#") or (lines and line.startswith("#  ")):
             break
-        lines.append(line.lstrip("#").strip())
-    joined = " ".join(lines)
-    end = joined.find(". ")
-    return joined[: end + 1] if end >= 0 else joined
+        line = line.lstrip("#").strip()
+        end = _SENTENCE_END.search(line)
+        if end:
+            lines.append(line[: end.start() + 1])
+            break
+        lines.append(line)
+    return " ".join(lines)
 
 
 @finetune_app.command("list")

@@ -132,3 +132,25 @@ def test_bad_mode_is_refused_with_the_valid_ones(cfg):
 
     with pytest.raises(FlowError, match="auto, extractive, generative"):
         list(get_flow("qa", cfg).run(QARequest("x", mode="poem")))
+
+
+def test_text_output_says_how_citations_were_made():
+    from mmagent.cli.run import citation_note
+
+    assert "inferred" in citation_note({"citations_inferred": True, "citations": [2]})
+    assert "[2]" in citation_note({"citations_inferred": True, "citations": [2]})
+    assert "quoted verbatim from [1]" in citation_note({"span": {"source": 1, "start": 3, "end": 9}})
+    assert citation_note({"citations_inferred": False, "citations": [1]}) == ""  # the model's own marks
+
+
+def test_run_qa_cli_prints_the_quote_note(cfg, tiny_llava_dir, tmp_path):
+    import os
+    import subprocess
+
+    _add(cfg, TOWN)
+    env = {**os.environ, "MMAGENT_MEMORY_PATH": cfg.memory.path, "MMAGENT_PATHS_DATA": cfg.paths.data}
+    result = subprocess.run(["mmagent", "run", "qa", TRAIN_QUESTION, "-c", "docs", "--mode", "extractive",
+                             "--model", str(tiny_llava_dir), "--set", "model.max_new_tokens=8"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "quoted verbatim from [1]" in result.stderr or result.stdout.startswith("I don't know"), result.stderr

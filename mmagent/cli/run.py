@@ -57,7 +57,23 @@ def _print(events: Iterator[Any], as_json: bool) -> dict[str, Any]:
             score = f" (score {s.source.score:.2f})" if s.source.score is not None else ""
             mark = "" if s.cited else " (retrieved, not cited)"
             typer.secho(f"[{s.index}] {s.source.uri}{where}{score}{mark}", err=True, fg=typer.colors.CYAN)
+        note = citation_note(done)
+        if note:
+            typer.secho(note, err=True, dim=True)
     return done
+
+
+def citation_note(done: dict[str, Any]) -> str:
+    """How a qa answer's citations were made, for the text output: an exact quote, or inferred from
+    shared words because the model wrote no [n] (issue 17: that must not look like the model's citation)."""
+    span = done.get("span")
+    if span:
+        return f"(quoted verbatim from [{span['source']}], characters {span['start']}-{span['end']})"
+    if done.get("citations_inferred"):
+        marks = "".join(f"[{n}]" for n in done.get("citations", []))
+        return (f"(citations inferred: the model wrote no [n]; {marks} added because the answer's words occur "
+                "there — check them)")
+    return ""
 
 
 def _flow(name: str, config: Optional[Path], sets: Optional[list[str]], model: Optional[str],
@@ -75,6 +91,7 @@ def qa(
     audio: Optional[list[Path]] = AudioOpt,
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Relevance threshold (flows.qa_min_score)."),
     k: Optional[int] = typer.Option(None, "-k", help="Passages to retrieve (flows.qa_top_k)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="extractive | generative | auto (flows.qa_mode)."),
     as_json: bool = JsonOpt, prompts: Optional[Path] = PromptsOpt,
     model: Optional[str] = ModelOpt, quantization: Optional[str] = QuantOpt,
     config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
@@ -84,7 +101,7 @@ def qa(
 
     flow = _flow("qa", config, set_, model, quantization)
     _print(flow.run(QARequest(question, [str(p) for p in image or []], [str(p) for p in audio or []], collection,
-                              min_score, k, str(prompts) if prompts else None)), as_json)
+                              min_score, k, str(prompts) if prompts else None, mode=mode)), as_json)
 
 
 @run_app.command()

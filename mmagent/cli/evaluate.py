@@ -24,16 +24,10 @@ app.add_typer(eval_app, name="eval")
 
 
 def _intervals(result: Any, n_resamples: int) -> dict[str, Any]:
-    """95 % percentile-bootstrap CIs (seed 0) for every aggregate metric that has per-example values."""
-    from mmagent.errors import MMAgentError
+    """95 % percentile-bootstrap CIs (seed 0), as a suite run reports them."""
+    from mmagent.evals.runner import intervals
 
-    out = {}
-    for name in result.metrics():
-        try:
-            out[name] = result.confidence_interval(name, n_resamples=n_resamples)
-        except MMAgentError:  # aggregate-only metric, e.g. total or best_f1
-            continue
-    return out
+    return intervals(result, n_resamples, seed=0)
 
 
 def _format(value: float) -> str:

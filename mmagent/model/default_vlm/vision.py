@@ -145,9 +145,12 @@ class MobileNetTower(PreTrainedModel):
         pooled = F.adaptive_avg_pool2d(fmap, side).flatten(2).transpose(1, 2)  # (B, R, 1280)
         # Constants made here, not non-persistent buffers: transformers 5 builds models on the meta device and
         # never fills a buffer the checkpoint lacks, which left the histogram reading uninitialised memory.
-        mean = torch.tensor(IMAGENET_MEAN, dtype=pixel_values.dtype, device=pixel_values.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=pixel_values.dtype, device=pixel_values.device).view(1, 3, 1, 1)
-        rgb = (pixel_values * std + mean).clamp(0, 1)
+        # float32 whatever the model's dtype: in bfloat16 `bins - 1e-6` rounds to `bins`, and white fell
+        # into a bin past the last one
+        pixels = pixel_values.float()
+        mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=pixels.device).view(1, 3, 1, 1)
+        rgb = (pixels * std + mean).clamp(0, 1)
         bins = self.config.color_bins
         q = (rgb * (bins - 1e-6)).long()
         index = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]  # (B, H, W) joint colour bin

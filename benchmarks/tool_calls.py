@@ -8,12 +8,18 @@ create_ticket(subject, priority: low|normal|high)). For each condition we count 
 
     python benchmarks/tool_calls.py                 # embedded default model, Markdown table
     python benchmarks/tool_calls.py --model PATH --limit 6 --json
+    python benchmarks/tool_calls.py --model embedded:qwen2.5-coder-0.5b --conditions constrained
+
+`route` says how the calls were decided: "template" (the model's own tool template and `<tool_call>`
+tokens: it decides under auto, only the call is grammar-constrained) or "grammar" (a model without
+those tokens: the grammar's first character decides).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -75,6 +81,7 @@ class Score:
     valid: int = 0
     right_tool: int = 0
     seconds: float = 0.0
+    route: str = ""
 
 
 def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: int) -> Score:
@@ -89,6 +96,7 @@ def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: 
     for prompt, expected in REQUESTS[:limit]:
         answer = bound.invoke(prompt)
         score.requests += 1
+        score.route = answer.response_metadata.get("tool_calling", "")
         calls = answer.tool_calls
         score.called += bool(calls or answer.invalid_tool_calls)
         if calls and not answer.invalid_tool_calls:
@@ -99,6 +107,8 @@ def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: 
                 score.right_tool += calls[0]["name"] == expected
             except jsonschema.ValidationError:
                 pass
+        names = [c["name"] for c in calls] or ["-"]
+        print(f"{condition}: {prompt!r} -> {','.join(names)} (expected {expected})", file=sys.stderr, flush=True)
     score.seconds = time.perf_counter() - started
     return score
 
@@ -109,22 +119,25 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=len(REQUESTS))
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--conditions", choices=["all", "constrained", "free"], default="all",
+                        help="which decoding conditions to run (each runs auto and any)")
     args = parser.parse_args()
     from mmagent.orchestration.chat_model import MMChatModel
 
     model = MMChatModel(model_id=args.model, max_tokens=args.max_tokens)
     conditions = [("free, tool_choice=auto", False, None), ("constrained, tool_choice=auto", True, None),
                   ("free, tool_choice=any", False, "any"), ("constrained, tool_choice=any", True, "any")]
+    conditions = [c for c in conditions if args.conditions == "all" or c[0].startswith(args.conditions)]
     scores = [run(model, name, constrain, choice, args.limit) for name, constrain, choice in conditions]
     if args.json:
         print(json.dumps([asdict(s) for s in scores], indent=2))
         return
     print(f"model: {model.model_id}, {scores[0].requests} requests, greedy, max {args.max_tokens} new tokens\n")
-    print("| condition | called a tool | valid call | expected tool | s/request |")
-    print("|---|---|---|---|---|")
+    print("| condition | route | called a tool | valid call | expected tool | s/request |")
+    print("|---|---|---|---|---|---|")
     for s in scores:
         cells = [f"{n}/{s.requests} ({100 * n / s.requests:.0f}%)" for n in (s.called, s.valid, s.right_tool)]
-        print(f"| {s.condition} | {' | '.join(cells)} | {s.seconds / s.requests:.1f} |")
+        print(f"| {s.condition} | {s.route} | {' | '.join(cells)} | {s.seconds / s.requests:.1f} |")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,43 @@ def test_the_tools_reach_the_prompt_through_the_template(tool_model):
     text, _ = tool_model.backend.render([{"role": "user", "content": "hi"}],
                                         tools=[convert_to_openai_tool(lookup_order)])
     assert '"name": "lookup_order"' in text and text.index("<tools>") < text.index("<|im_start|>user")
+
+
+QWEN = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="module")
+def qwen_model(cache_dir):
+    """The embedded Qwen2.5-Coder-0.5B, when `mmagent setup --model qwen2.5-coder-0.5b` has built it here."""
+    from mmagent.config import load_config
+    from mmagent.model.default_vlm.build import is_built
+
+    try:
+        built = is_built(cache_dir, QWEN)
+    except TypeError:  # a build module without named embedded models
+        built = False
+    if not built:
+        pytest.skip(f"embedded:{QWEN} is not built in {cache_dir}; run `mmagent setup --model {QWEN}`")
+    config = load_config(overrides={"model.id": f"embedded:{QWEN}", "paths.cache": str(cache_dir),
+                                    "model.dtype": "bfloat16"}, env={})
+    return MMChatModel(config=config, max_tokens=64)
+
+
+@pytest.mark.slow
+def test_qwen_decides_to_call_the_right_tool_through_its_template(qwen_model):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from tool_calls import tools
+
+    assert tool_template(qwen_model.backend).native
+    bound = qwen_model.bind_tools(tools())
+    for prompt, expected in [("What's the weather in Paris right now?", "get_weather"),
+                             ("Has order 5521 shipped yet?", "lookup_order"),
+                             ("Open a ticket: my laptop screen is broken, it's urgent.", "create_ticket")]:
+        answer = bound.invoke(prompt)
+        assert answer.response_metadata["tool_calling"] == "template"
+        assert [c["name"] for c in answer.tool_calls] == [expected], answer
+    plain = bound.invoke("Say hello in French.")
+    assert not plain.tool_calls and plain.content.strip()  # auto: no tool needed, none called

@@ -3,8 +3,13 @@
 Streams tokens, takes LangChain's multimodal content blocks, and calls tools: `bind_tools` renders the
 tools through the model's own chat template (`tools=`), and — unless `constrain_tool_calls=False` — the
 answer is decoded under a grammar built from the tools' JSON schemas (`mmagent.model.grammar`), so a
-135M-parameter model still writes calls that parse and match the schema. Usage metadata counts the
-real prompt tokens (rendered through the same template) and the generated tokens.
+135M-parameter model still writes calls that parse and match the schema.
+
+Two routes (`response_metadata["tool_calling"]`): a model with its own tool template and `<tool_call>`
+tokens (Qwen2.5) decides under `tool_choice="auto"` — it generates freely and only what follows its call
+marker is constrained ("template"); a model without them (the embedded SmolLM2) gets a grammar whose
+first character makes the choice ("grammar"). `any`/`required`/a tool name force a call on both.
+Usage metadata counts the real prompt tokens (rendered through the same template) and the generated tokens.
 """
 
 from __future__ import annotations

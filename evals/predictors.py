@@ -146,7 +146,8 @@ class MemoryPredictor(Predictor):
             config, name = build_memory(self.config, Path(self.suite.corpus), self.workdir)
             self._memory = open_memory(config.memory, name)
         k = max(self.suite.ks)
-        return [[hit.id for hit in self._memory.search(ex.question, k=k)] for ex in batch]
+        mode = self.config.memory.search
+        return [[hit.id for hit in self._memory.search(ex.question, k=k, mode=mode)] for ex in batch]
 
 
 class ClassifyPredictor(Predictor):
@@ -237,7 +238,7 @@ class SupportPredictor(Predictor):
         return [self._task(ex) for ex in batch]
 
     def _task(self, ex: EvalExample) -> dict[str, Any]:
-        from mmagent.flows.base import DoneEvent, HandoffEvent, ToolResultEvent
+        from mmagent.flows.base import DoneEvent, HandoffEvent, SourceEvent, ToolResultEvent
         from mmagent.flows.support import SupportFlow, SupportRequest
 
         data = self.workdir / "support" / _safe(ex.id)
@@ -253,7 +254,7 @@ class SupportPredictor(Predictor):
             config = dataclasses.replace(config, memory=kb_config.memory,
                                          flows=dataclasses.replace(config.flows, support_collection=name))
         flow = SupportFlow(config, self.backend)
-        calls, handoff, answer = [], False, ""
+        calls, handoff, answer, evidence = [], False, "", []
         gen = self.suite.decoding.get("max_new_tokens")
         try:
             with active_adapter(self.backend, self.adapter):
@@ -261,6 +262,9 @@ class SupportPredictor(Predictor):
                     for event in flow.run(SupportRequest(message=message, session=ex.id, max_new_tokens=gen)):
                         if isinstance(event, ToolResultEvent) and event.ok:
                             calls.append(event.name)
+                            evidence.append(event.text or "")  # what the reply may state (faithfulness)
+                        elif isinstance(event, SourceEvent):
+                            evidence.append(event.source.excerpt)
                         elif isinstance(event, HandoffEvent):
                             handoff = True
                         elif isinstance(event, DoneEvent):
@@ -269,7 +273,7 @@ class SupportPredictor(Predictor):
                        for t in flow.db.tickets(session=ex.id)]
         finally:
             flow.close()
-        return {"tool_calls": calls, "handoff": handoff, "tickets": tickets, "answer": answer}
+        return {"tool_calls": calls, "handoff": handoff, "tickets": tickets, "answer": answer, "evidence": evidence}
 
 
 def _safe(name: str) -> str:

@@ -8,6 +8,7 @@ settings only generates what is missing, and a changed setting never reuses a st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from mmagent.errors import MMAgentError
-from mmagent.evals.dataset import EvalExample, load_examples
+from mmagent.evals.dataset import EvalExample, load_corpus, load_examples
 from mmagent.evals.metrics.base import ConfidenceInterval, ScoreResult
 from mmagent.evals.suite import Suite, sha256_file
 
@@ -59,11 +60,26 @@ class RunResult:
 
 
 # ---- cache -------------------------------------------------------------------------------------------
-def settings_hash(suite: Suite, model: Optional[dict[str, Any]], seed: int) -> str:
-    """Hash of what decides a prediction (not --limit, batch size or metric, which do not change answers)."""
+def settings_hash(suite: Suite, model: Optional[dict[str, Any]], seed: int,
+                  config_settings: Optional[dict[str, Any]] = None) -> str:
+    """Hash of what decides a prediction (not --limit, batch size or metric, which do not change answers).
+    `config_settings`: config fields a flow or memory search decides by (see :func:`config_settings`)."""
     keys = ("model_id", "model_path", "precision", "chat_template_hash", "model_files_sha256", "adapter", "adapter_sha256")
     decisive = {"suite": suite.settings(), "model": {k: (model or {}).get(k) for k in keys}, "seed": seed}
+    if config_settings:
+        decisive["config"] = config_settings
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_settings(suite: Suite, config: "Config") -> Optional[dict[str, Any]]:
+    """The config fields that change a memory or flow suite's answers (`--set flows.qa_mode=extractive`,
+    `--set memory.search=dense`), so a run with other settings never reuses a cached answer."""
+    if suite.call == "memory":
+        return {"memory.search": config.memory.search, "memory.embedder": config.memory.embedder}
+    if suite.call.startswith("flow:"):
+        return {"flows": dataclasses.asdict(config.flows), "memory.search": config.memory.search,
+                "memory.embedder": config.memory.embedder}
+    return None
 
 
 def read_cache(path: Path, key: str) -> dict[str, Any]:
@@ -133,6 +149,37 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
 
         return {m: score_support({ex.id: ex.extra for ex in examples}, predictions)}
     raise MMAgentError(f"suite '{suite.name}': metric {m!r} has no scorer in this version")
+
+
+GENERATING_METRICS = ("squad", "squad_v2", "rouge", "support", "pipeline")
+
+
+def faithfulness_section(suite: Suite, examples: list[EvalExample], predictions: dict[str, Any]) -> dict[str, ScoreResult]:
+    """``{"faithfulness": unsupported_claim_rate ...}`` for suites whose outputs are generated text (qa,
+    summarize, support, the spoken-qa pipeline); empty for the others.
+
+    Each output is checked against what its answerer was shown: the example's context or document and
+    question; for flows also the retrieved corpus documents, the transcript and the tool results. A
+    declined question (the flow's abstention) states nothing. Visual suites are not scored: their
+    sources include the image's text, which the examples do not carry."""
+    from mmagent.evals.metrics.faithfulness import score_faithfulness
+
+    if suite.metric not in GENERATING_METRICS:
+        return {}
+    corpus = load_corpus(suite.corpus).documents if suite.corpus else {}
+    outputs, sources = {}, {}
+    for ex in examples:
+        prediction = predictions.get(ex.id)
+        shown = [ex.question, ex.context or "", ex.document or "", *map(str, ex.extra.get("messages") or [])]
+        if isinstance(prediction, dict):
+            declined = prediction.get("answered") is False
+            outputs[ex.id] = "" if declined else str(prediction.get("answer") or "")
+            shown += [prediction.get("transcript") or "", *map(str, prediction.get("evidence") or [])]
+            shown += [corpus.get(str(d), "") for d in prediction.get("ranked") or []]
+        else:
+            outputs[ex.id] = str(prediction or "")
+        sources[ex.id] = shown
+    return {"faithfulness": score_faithfulness(outputs, sources)}
 
 
 def intervals(result: ScoreResult, n_resamples: int, seed: int) -> dict[str, ConfidenceInterval]:
@@ -205,7 +252,7 @@ def run_suite(suite: Suite, config: "Config", options: RunOptions, backend: Any 
     if options.adapter is not None and model is None:
         log.warning("suite '%s' calls %s, which does not use the VLM: --adapter %s changes nothing",
                     suite.name, suite.call, options.adapter)
-    key = settings_hash(suite, model, options.seed)
+    key = settings_hash(suite, model, options.seed, config_settings(suite, config))
     cache = out / CACHE
     predictions = read_cache(cache, key)
     todo = [ex for ex in examples if ex.id not in predictions]
@@ -216,6 +263,7 @@ def run_suite(suite: Suite, config: "Config", options: RunOptions, backend: Any 
     predictions.update(_predict(predictor, todo, batch_size, cache, key, options.progress, suite.name))
     predictions = {ex.id: predictions[ex.id] for ex in examples}
     sections = score_sections(suite, examples, predictions)
+    sections.update(faithfulness_section(suite, examples, predictions))
     cis = {name: intervals(result, options.resamples, options.seed) for name, result in sections.items()}
     manifest = build_manifest(suite, model=model, config=config, seed=options.seed, limit=options.limit,
                               settings_hash=key, media_sha256=_media_hash(examples))

@@ -111,7 +111,9 @@ def test_compare_base_and_adapter(tiny_backend, tmp_path):
     tuned = run("squad_mini", tiny_backend, tmp_path / "a", limit=4, adapter="a")
     assert base.predictions != tuned.predictions  # the random adapter changes greedy answers
     comparison = compare_runs(tmp_path / "base", tmp_path / "a", n_resamples=200)
-    assert {(d.section, d.metric) for d in comparison.deltas} == {("squad", "exact_match"), ("squad", "f1")}
+    assert {(d.section, d.metric) for d in comparison.deltas} == {  # every generating suite reports faithfulness
+        ("squad", "exact_match"), ("squad", "f1"), ("faithfulness", "unsupported_claim_rate"),
+        ("faithfulness", "unsupported_facts")}
     f1 = next(d for d in comparison.deltas if d.metric == "f1").to_dict()
     assert f1["a"] == pytest.approx(base.sections["squad"].metrics()["f1"])
     assert f1["b"] == pytest.approx(tuned.sections["squad"].metrics()["f1"])

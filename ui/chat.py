@@ -10,7 +10,6 @@ is lost and "Retry" can send it again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -18,9 +17,18 @@ import streamlit as st
 from mmagent.ui import sidebar
 from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
 from mmagent.ui.plain import plain
-from mmagent.ui.resources import backend_loaded, get_backend, get_config, get_flow, public, stoppable, transcribe
+from mmagent.ui.resources import (
+    GenerationStopped,
+    backend_loaded,
+    get_backend,
+    get_config,
+    get_flow,
+    public,
+    stoppable,
+    transcribe,
+)
 from mmagent.ui.state import ChatMessage, Conversation, ConversationStore, location
-from mmagent.ui.turns import CALL, TurnInput, TurnRecorder, build_request
+from mmagent.ui.turns import CALL, Generation, TurnInput, TurnRecorder, build_request
 
 from mmagent.errors import MMAgentError
 from mmagent.flows.base import SourceEvent
@@ -28,6 +36,8 @@ from mmagent.flows.base import SourceEvent
 log = logging.getLogger("mmagent.ui")
 THUMB = 240
 EXCERPT = 400  # characters of a source's text shown under an answer
+GENERATING = "_generating"  # session key of the turn being generated (a turns.Generation)
+STOP_WAIT = 60  # s a rerun waits for a stopped answer to end (one token and the flow's cleanup)
 
 
 # ---- drawing -------------------------------------------------------------------------------------
@@ -39,9 +49,9 @@ def render_message(m: ChatMessage) -> None:
         elif m.kind == "note":
             st.info(public(m.text))
         else:
-            st.markdown(plain(m.text))
+            st.text(m.text)  # no Markdown, no HTML: untrusted (the model's output, a transcript)
         if m.stopped:
-            st.caption(f"Stopped after {m.seconds or 0:.1f} s.")
+            st.caption(f"Stopped after {m.seconds or 0:.1f} s" + ("." if m.text else ", before any text."))
         for path in m.images:
             if Path(path).is_file():
                 st.image(path, width=THUMB)
@@ -111,22 +121,34 @@ def _fail(conv: Conversation, store: ConversationStore, text: str) -> None:
 
 def run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None:
     """Run the conversation's flow on `turn` (already saved as a user message), streaming the answer."""
+    generation = Generation()
+    st.session_state[GENERATING] = generation  # a rerun started by Stop (or any click) finds it there
+    try:
+        _run_turn(conv, store, turn, generation)
+    finally:
+        generation.done.set()
+
+
+def _run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput, generation: Generation) -> None:
     with st.chat_message("assistant"):
-        recorder, stop = None, threading.Event()
+        recorder = None
         try:
             flow = get_flow(conv.flow, conv.adapter)
             request = build_request(conv.flow, turn, session=conv.id, collection=conv.collection)
             recorder = TurnRecorder(flow.run(request), conv.flow, conv.adapter)
-            with stoppable(stop):
+            with stoppable(generation.stop):
                 _stream(recorder)
+        except GenerationStopped:  # the flow ended on Stop before this thread was told to stop
+            _stopped(conv, store, recorder, generation)
+            return
         except MMAgentError as exc:
             text = str(exc)
         except Exception as exc:  # a model failure must not take the page down
             log.exception("turn failed")
             text = f"The model failed ({type(exc).__name__}: {exc}). The app is still running: retry, or check the server log."
-        except BaseException:  # Stop (or any other click) reruns the script from here: end the generation
+        except BaseException:  # Streamlit stops or reruns this script (Stop, another click, a closed tab)
             if recorder is not None:
-                _stopped(conv, store, recorder, stop)
+                _stopped(conv, store, recorder, generation)
             raise
         else:
             conv.add(recorder.message)
@@ -137,37 +159,49 @@ def run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput) -> N
     store.save(conv)
 
 
-def _stream(recorder: TurnRecorder) -> None:
-    """Draw the answer as it is generated, under a "Generating…" line with the elapsed time and Stop.
+def _end_previous_turn() -> None:
+    """A rerun while an answer is still being written (Stop, or any other click): Streamlit starts this run
+    in a new thread and stops the old one only at its next element update, so end the generation here and
+    wait until the old run has saved what it wrote, then draw the conversation with it."""
+    generation = st.session_state.get(GENERATING)
+    if generation is None or generation.done.is_set():
+        return
+    generation.request_stop()
+    with st.spinner("Stopping the answer…"):
+        if not generation.done.wait(STOP_WAIT):
+            log.warning("mmagent ui: the stopped answer did not end within %d s", STOP_WAIT)
 
-    Clicking Stop reruns the script: Streamlit raises its rerun exception in this thread at the next
-    element update (the next piece of text), and run_turn then ends the generation."""
+
+def _stream(recorder: TurnRecorder) -> None:
+    """Draw the answer as it is generated, above a "Generating…" line with the elapsed time and Stop.
+
+    Clicking Stop starts a rerun, which ends the generation (_end_previous_turn); this run is stopped at
+    its next element update or by the flow's GenerationStopped, and run_turn saves what was written."""
+    body = st.empty()  # first, where the saved answer's text is drawn after the rerun: no stale copy
     bar = st.empty()
     status, stop = bar.container().columns([5, 1], vertical_alignment="center")
     stop.button("Stop", key="stop_generation", icon=":material/stop_circle:", help="Stop generating this answer")
-    body = st.empty()
     shown = ""
     try:
         with status, st.spinner("Generating…", show_time=True):
             for piece in recorder.tokens():
                 shown += piece
-                body.markdown(plain(shown) + " ▌")
+                body.text(shown + " ▌")
     except Exception:
         bar.empty()  # a failed turn: its error is drawn below; no Stop button left behind
         raise
     bar.empty()
-    body.markdown(plain(shown))
+    body.text(shown)
 
 
-def _stopped(conv: Conversation, store: ConversationStore, recorder: TurnRecorder, stop: threading.Event) -> None:
+def _stopped(conv: Conversation, store: ConversationStore, recorder: TurnRecorder, generation: Generation) -> None:
     """Stop pressed mid-answer: end the flow (and with it the model's thread), keep what was written."""
-    stop.set()
-    started = time.perf_counter()
+    generation.request_stop()
     recorder.close()  # returns once the flow's worker has ended, i.e. the model thread has been joined
     message = conv.add(recorder.stopped())
     store.save(conv)
     log.info("mmagent ui: answer stopped after %.2f s; generation ended %.2f s after Stop",
-             message.seconds or 0.0, time.perf_counter() - started)
+             message.seconds or 0.0, time.perf_counter() - (generation.stopped_at or 0.0))
 
 
 def submit(conv: Conversation, store: ConversationStore, text: str, files: list) -> None:
@@ -268,6 +302,7 @@ def _send(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None
 
 
 def render() -> None:
+    _end_previous_turn()
     config = get_config()
     store = ConversationStore.for_config(config)
     conv = sidebar.render(store)

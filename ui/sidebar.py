@@ -18,7 +18,7 @@ from mmagent.ui.state import Conversation, ConversationStore
 from mmagent.ui.turns import FLOW_LABELS
 
 NO_ADAPTER = "none (base model)"
-NO_COLLECTION = "none (answer without documents)"
+NO_COLLECTION = "none (no documents)"  # short enough for the sidebar's width: labels must not be cut
 RECENT = 15  # conversations listed in the sidebar
 
 
@@ -89,6 +89,7 @@ def _settings(store: ConversationStore, conv: Conversation) -> None:
     now = conv.collection if conv.collection in collections else NO_COLLECTION
     key = f"collection_{conv.id}"
     collection = st.selectbox("Memory collection", collections, key=key,
+                              help="The documents the assistant searches before it answers (Memory page).",
                               **({} if key in st.session_state else {"index": collections.index(now)}), disabled=FLOW_LABELS[label] == "summarize")
     new = (FLOW_LABELS[label], None if adapter == NO_ADAPTER else adapter,
            None if collection == NO_COLLECTION else collection)

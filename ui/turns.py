@@ -8,6 +8,7 @@ are collected into the :class:`~mmagent.ui.state.ChatMessage` that is saved with
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,21 @@ class TurnInput:
     text: str = ""
     images: list[str] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    """The answer being written in a session: `stop` ends it (see resources.stoppable); `done` is set once
+    its run has saved the turn, so a rerun can wait for it."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    stopped_at: float | None = None  # time.perf_counter() of the first stop request
+
+    def request_stop(self) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.perf_counter()
+        self.stop.set()
 
 
 def build_request(flow: str, turn: TurnInput, *, session: str, collection: str | None) -> Any:

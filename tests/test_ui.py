@@ -280,6 +280,7 @@ def test_support_mode_shows_handoff_banner_and_ticket(ui_env):
     calls = [line for line in answer.tools if line.startswith("→")]
     assert calls and len(answer.tools) == 2 * len(calls)  # each call has its result line
     assert f"Tool calls ({len(calls)})" in [e.label for e in at.expander]
+    assert at.code and all(c.proto.wrap_lines for c in at.code)  # long tool-call lines wrap, not cut off
 
 
 def test_a_new_conversation_starts_from_the_defaults(ui_env):

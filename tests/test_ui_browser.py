@@ -232,7 +232,7 @@ def test_chat_in_a_real_browser(server, tmp_path, cat_photo):
         conv = wait_answers(tmp_path, 3)
         timings["document added and answered after adapter switch"] = time.perf_counter() - t
         note, second = conv["messages"][-2], conv["messages"][-1]
-        assert note["kind"] == "note" and second["kind"] == "text" and second["adapter"] == "random"
+        assert note["kind"] == "note" and second["kind"] == "text" and second["adapter"] == "random", (note, second)
         assert any(s["source"]["uri"].endswith("cafeteria-notes.md") and PLANTED in s["source"]["excerpt"]
                    for s in second["sources"]), second["sources"]
         assert page.get_by_text(re.compile(r"Model loads: 1 ")).count() == 1

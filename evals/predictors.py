@@ -93,12 +93,25 @@ class ModelPredictor(Predictor):
         gen = dict(self.suite.decoding)
         if gen.get("temperature", 0) > 0:
             gen["seed"] = self.seed
+        fields = gen.pop("spans_from", ())
+        if fields:  # extractive decoding: each answer quotes its own example's text, so one at a time
+            return [postprocess(self._quote(ex, fields, gen), self.suite.postprocess) for ex in batch]
         conversations = [self.messages(ex) for ex in batch]
         if hasattr(self.backend, "generate_batch"):
             texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
         else:  # any ModelBackend: one request at a time
             texts = ["".join(self.backend.generate(c, adapter=self.adapter, **gen)) for c in conversations]
         return [postprocess(t, self.suite.postprocess) for t in texts]
+
+
+    def _quote(self, ex: EvalExample, fields: Sequence[str], gen: dict[str, Any]) -> str:
+        """An answer constrained to a verbatim span of the example's `fields` (mmagent.model.extractive)."""
+        passages = tuple(text for text in (getattr(ex, f) or "" for f in fields) if text.strip())
+        if not passages:
+            raise MMAgentError(f"example {ex.id!r} has no {' or '.join(fields)} to quote an answer from.")
+        skip = tuple({w.lower() for w in re.findall(r"\w+", ex.question)})  # an answer adds to the question
+        return "".join(self.backend.generate(self.messages(ex), adapter=self.adapter, spans_from=passages,
+                                             span_skip=skip, **gen))
 
 
 class AsrPredictor(Predictor):

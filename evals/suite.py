@@ -44,7 +44,8 @@ METRICS = (
 CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support", "fusion")
 FORMATS = ("auto", "squad", "vqa", "docvqa", "jsonl", "hf_dataset")
 POSTPROCESS = ("strip", "first_line", "first_sentence")
-DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop")
+DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop", "spans_from")
+SPAN_FIELDS = ("context", "document")  # `spans_from:` names example fields the answer must quote verbatim
 
 
 class SuiteError(ConfigError):
@@ -98,6 +99,10 @@ class Suite:
             raise SuiteError(
                 f"{where}: unknown decoding key(s) {unknown}; valid: {', '.join(DECODING_KEYS)}."
             )
+        bad_fields = sorted(set(self.decoding.get("spans_from", ())) - set(SPAN_FIELDS))
+        if bad_fields:
+            raise SuiteError(f"{where}: decoding.spans_from names example fields to quote from, one of "
+                             f"{', '.join(SPAN_FIELDS)}; got {bad_fields}.")
         if self.batch_size < 1:
             raise SuiteError(f"{where}: batch_size must be >= 1; got {self.batch_size}.")
         if self.metric == "classification" and len(self.labels) < 2:
@@ -186,8 +191,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
     for key in ("labels", "ks"):
         if key in values:
             values[key] = tuple(values[key])
-    if "stop" in (values.get("decoding") or {}):
-        values["decoding"] = dict(values["decoding"], stop=tuple(values["decoding"]["stop"]))
+    for key in ("stop", "spans_from"):
+        if key in (values.get("decoding") or {}):
+            values["decoding"] = dict(values["decoding"], **{key: tuple(values["decoding"][key])})
     return Suite(
         path=path.resolve(),
         prompt=Prompt(**prompt),

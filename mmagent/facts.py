@@ -31,6 +31,14 @@ DAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".spli
 # Capitalised words that are not names wherever they stand (pronoun, titles and interjections).
 NOT_NAMES = frozenset("i i'm i've i'd i'll mr mrs ms dr st ok yes no".split())
 
+# Function words: they match everywhere (keyword search ignores them) and are never an answer by themselves
+# (an extractive span does not start with one, a span of only these means "no answer").
+FUNCTION_WORDS = frozenset("""a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have having he
+her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+off on once only or other our ours out over own same she should so some such than that the their theirs them then
+there these they this those through to too under until up very was we were what when where which while who whom why
+will with would you your yours yourself tell please many much""".split())
 _CITATION = re.compile(r"\[\d{1,2}\]")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*(?:st|nd|rd|th)?")
 _TOKEN = re.compile(r"\d+(?:[.,:]\d+)*|[^\W\d_][\w'’-]*|[.!?:;\n]", re.UNICODE)
@@ -84,7 +92,7 @@ def extract(text: str) -> Facts:
             numbers.add(NUMBER_WORDS[key])
         elif key in MONTHS or key in DAYS:
             dates.add(key)
-        elif not initial and token[0].isupper() and key not in NOT_NAMES:
+        elif not initial and token[0].isupper() and len(token) > 1 and key not in NOT_NAMES:
             names.add(key)
         initial, previous = False, key
     return Facts(frozenset(numbers), frozenset(dates), frozenset(names))

@@ -59,12 +59,40 @@ def test_first_token_may_drop_its_leading_space_and_then_must_continue_the_passa
         assert bare[0] in index.first() and spaced[0] in index.first()
         live = index.advance(None, bare[0])
         assert index.allowed(live) - set(index.end_ids) == {tok(" sat", add_special_tokens=False)["input_ids"][0]}
-    ids = tok("the cat sat", add_special_tokens=False)["input_ids"]
+    ids = index.tokens[0]
+    assert ids[0] not in index.first()  # "the" is a function word: no answer starts with it
+    first = min(i for where in index.starts.values() for _, i in where) - 1
+    assert tok.decode(ids[first:]).strip() == "cat sat"
     live = None
-    for t in ids:  # the whole passage is one allowed path, after which only the end is
+    for t in ids[first:]:  # "cat sat" is one allowed path, after which only the end is
         assert t in index.allowed(live)
         live = index.advance(live, t)
     assert index.allowed(live) == set(index.end_ids)
+
+
+def test_spans_start_at_words_not_asked_and_end_before_clause_punctuation(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    text = "Pepper eats carrots, apples and 6.1 kg of hay. Miso sleeps."
+    index = SpanIndex(tok, [text], skip=["pepper", "eats"])
+    starting_words = set()
+    for where in index.starts.values():
+        for p, i in where:
+            c = index_offsets(tok, text)[i - 1][0]
+            starting_words.add(text[c:].split()[0].strip(".,"))
+    assert starting_words == {"carrots", "apples", "6.1", "kg", "hay", "Miso", "sleeps"}
+    offsets = index_offsets(tok, text)
+    at = next(i for i, (a, b) in enumerate(offsets) if a <= text.index("carrots") < b)
+    live = index.advance(None, index.tokens[0][at])
+    while index.allowed(live) - set(index.end_ids):  # follow the passage as far as the constraint allows
+        live = index.advance(live, next(iter(index.allowed(live) - set(index.end_ids))))
+    (p, i), = live
+    assert tok.decode(index.tokens[0][at:i]).strip() == "carrots"  # the comma ends the clause
+
+
+def index_offsets(tok, text):
+    return tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
 
 
 def test_processor_masks_to_the_allowed_tokens_and_ends_once_ended(tiny_lm_dir):

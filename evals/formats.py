@@ -82,8 +82,10 @@ def read_json(path: PathLike, role: str = "file") -> Any:
     if not p.is_file():
         raise EvalDataError(f"{role} '{path}' does not exist (or is not a file); check the path")
     try:
-        with p.open(encoding="utf-8") as f:
+        with p.open(encoding="utf-8-sig") as f:
             return json.load(f)
+    except RecursionError as exc:
+        raise EvalDataError(f"{role} '{path}' nests JSON too deeply to read") from exc
     except json.JSONDecodeError as exc:
         hint = " (it looks like JSONL: name it *.jsonl)" if _looks_like_jsonl(p) else ""
         raise EvalDataError(f"{role} '{path}' is not valid JSON: {exc}{hint}") from exc
@@ -102,14 +104,23 @@ def iter_jsonl(path: PathLike, role: str = "file") -> Iterator[tuple[int, dict[s
     p = Path(path)
     if not p.is_file():
         raise EvalDataError(f"{role} '{path}' does not exist (or is not a file); check the path")
-    with p.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with p.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise EvalDataError(
+                    f"{role} '{path}' line {number} is not UTF-8 text (byte {exc.start} of the line); "
+                    "save the file as UTF-8"
+                ) from exc
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalDataError(f"{role} '{path}' line {number} is not valid JSON: {exc}") from exc
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise EvalDataError(
+                    f"{role} '{path}' line {number} is not valid JSON ({exc}); fix or remove that line"
+                ) from exc
             if not isinstance(obj, dict):
                 raise _fail(path, role, f"one JSON object per line (line {number})", _describe(obj))
             yield number, obj

@@ -7,15 +7,18 @@ extra), so no system ffmpeg is needed. Memory stays bounded by the block size, w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmagent.errors import AudioError, require
+from mmagent.errors import AudioError, require, shown
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000  # what Whisper and Silero VAD expect
 
@@ -47,13 +50,13 @@ def check_audio_path(path: str | Path) -> Path:
     """Refuse missing files and unsupported suffixes before anything heavy loads (cheap: no decoding)."""
     p = Path(path)
     if not p.is_file():
-        raise AudioError(f"audio file '{p}' does not exist or is not a file; check the path.")
+        raise AudioError(f"audio file '{shown(p)}' does not exist or is not a file; check the path.")
     mime = AUDIO_SUFFIXES.get(p.suffix.lower())
     if mime is None:
         raise AudioError(
-            f"audio file '{p}' has the unsupported format '{p.suffix or '(no suffix)'}'; "
+            f"audio file '{shown(p)}' has the unsupported format '{shown(p.suffix) or '(no suffix)'}'; "
             f"expected one of {', '.join(sorted(AUDIO_SUFFIXES))}. "
-            f"Convert it, e.g. `ffmpeg -i '{p.name}' out.flac`."
+            f"Convert it, e.g. `ffmpeg -i '{shown(p.name)}' out.flac`."
         )
     return p
 
@@ -68,10 +71,13 @@ def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer; av is an o
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise AudioError(f"audio file '{path}' could not be decoded ({exc}); is it really audio?") from exc
+        raise AudioError(
+            f"audio file '{shown(path)}' could not be decoded ({_reason(exc)}); is it really audio? "
+            "Check that it plays, or convert it, e.g. `ffmpeg -i IN out.flac`."
+        ) from exc
     if not container.streams.audio:
         container.close()
-        raise AudioError(f"file '{path}' holds no audio stream; give a file with sound in it.")
+        raise AudioError(f"file '{shown(path)}' holds no audio stream; give a file with sound in it.")
     return container
 
 
@@ -101,8 +107,9 @@ def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0) -> Iterator
     block = max(1, int(block_seconds * SAMPLE_RATE))
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     pending: list[np.ndarray] = []
-    count = 0
+    count = done = 0
     with _open(p) as container:
+        declared = _declared_seconds(container)
         for frame in _frames(container, av):
             for out in resampler.resample(frame):
                 pending.append(out.to_ndarray().reshape(-1))
@@ -110,9 +117,28 @@ def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0) -> Iterator
             while count >= block:
                 data = np.concatenate(pending)
                 yield data[:block].astype(np.float32) / 32768.0
-                pending, count = [data[block:]], data.size - block
+                pending, count, done = [data[block:]], data.size - block, done + block
     if count:
         yield np.concatenate(pending).astype(np.float32) / 32768.0
+    heard = (done + count) / SAMPLE_RATE
+    if declared is not None and heard < declared - max(1.0, 0.02 * declared):
+        log.warning(
+            "audio file '%s' ends after %.1f s of the %.1f s its header declares (truncated or damaged); "
+            "what could be decoded is used. Re-export or re-download it for the rest.",
+            shown(p), heard, declared,
+        )
+
+
+def _declared_seconds(container) -> float | None:  # noqa: ANN001 - a PyAV container
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's reason without its errno and the path (which the message names once, escaped)."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def _frames(container, av) -> Iterator:  # noqa: ANN001 - PyAV objects
@@ -127,7 +153,10 @@ def _frames(container, av) -> Iterator:  # noqa: ANN001 - PyAV objects
         except av.error.InvalidDataError:
             continue
         except av.error.FFmpegError as exc:
-            raise AudioError(f"audio file '{container.name}' is damaged or not audio ({exc}).") from exc
+            raise AudioError(
+                f"audio file '{shown(container.name)}' is damaged or not audio ({_reason(exc)}); "
+                "re-export it or try another file."
+            ) from exc
         frame.pts = None  # the resampler checks timestamps; damaged files have gaps
         yield frame
     yield None

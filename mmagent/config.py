@@ -144,10 +144,13 @@ class MemoryConfig:
 class LimitsConfig:
     max_image_pixels: int = field(default=89_478_485, metadata={"help": "refuse larger images before decoding"})
     max_upload_mb: int = field(default=200, metadata={"help": "largest file the UI and API accept"})
+    max_text_mb: int = field(default=20, metadata={"help": "largest text/HTML document ingest reads (tokenized "
+                                                          "in memory); split larger ones"})
 
     def __post_init__(self) -> None:
         _check_positive("limits", "max_image_pixels", self.max_image_pixels)
         _check_positive("limits", "max_upload_mb", self.max_upload_mb)
+        _check_positive("limits", "max_text_mb", self.max_text_mb)
 
 
 @dataclass
@@ -233,23 +236,46 @@ def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
         if str(value).lower() in ("0", "false", "no", "off"):
             return False
     elif hint in (int, float):
-        try:
-            return hint(value)
-        except (TypeError, ValueError):
-            pass
+        number = None if isinstance(value, bool) else _number(hint, value)  # int(True) == 1 would hide a typo
+        if number is not None:
+            return number
     elif hint is str:
         if isinstance(value, bool):  # YAML 1.1 reads a bare on/off (model.ocr: off) as a bool
             return "on" if value else "off"
-        return str(value)
+        if isinstance(value, (str, int, float)):
+            return str(value)
     else:
         return value
-    raise ConfigError(f"{section}.{name} expects a {hint.__name__}; got {value!r}.")
+    raise ConfigError(f"{section}.{name} expects a {_type_name(hint)}; got {value!r}.")
+
+
+def _number(hint: type, value: Any) -> int | float | None:
+    """`value` as a finite int or float, or None: 1.5 is no int, and inf/nan are no setting."""
+    import math
+
+    try:
+        number = float(value) if hint is float or isinstance(value, float) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        if hint is int and isinstance(value, str):  # "1e3" or "2.0" from an environment variable
+            return _number(int, _number(float, value))
+        return None
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            return None
+        if hint is int:
+            return int(number) if number.is_integer() else None
+    return number
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "whole number", float: "number", str: "string", bool: "boolean (true/false)"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
 
 
 def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(k) for k in set(values) - known)
     if unknown:
         raise ConfigError(
             f"unknown key(s) in section '{section}': {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}."
@@ -264,6 +290,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist; create it or unset MMAGENT_CONFIG.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)."
+        ) from exc
+    except OSError as exc:  # a folder, no permission
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); give the path of a YAML file.") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -312,7 +345,7 @@ def load_config(
     if file is None and Path("mmagent.yaml").is_file():
         file = Path("mmagent.yaml")
     layers = [_read_yaml(file) if file else {}, _env_layer(env), _dotted_layer(overrides or {})]
-    unknown = sorted({s for layer in layers for s in layer} - _SECTIONS)
+    unknown = sorted({str(s) for layer in layers for s in layer} - _SECTIONS)
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(_SECTIONS))}.")
     merged: dict[str, dict[str, Any]] = {}
@@ -327,7 +360,7 @@ def load_config(
     for f in dataclasses.fields(Config):
         values = merged.get(f.name, {})
         if f.name == "adapters":
-            kwargs["adapters"] = {str(k): str(v) for k, v in values.items()}
+            kwargs["adapters"] = {str(k): _coerce("adapters", str(k), str, v) for k, v in values.items()}
         else:
             kwargs[f.name] = _build_section(f.name, typing.get_type_hints(Config)[f.name], values)
     return Config(**kwargs)

@@ -10,6 +10,15 @@ import importlib
 from types import ModuleType
 
 
+def shown(name: object) -> str:
+    """A file name or path as it may appear in a message: control characters escaped (``\\x1b``, ``\\n``),
+    so a hostile name cannot recolour the terminal, fake a line of output or hide its own suffix."""
+    text = str(name)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class MMAgentError(Exception):
     """Base class: the message alone must tell the user what to do."""
 

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from mmagent.errors import ImageError
+from mmagent.errors import ImageError, shown
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -25,7 +25,7 @@ IMAGE_MIME_TYPES = frozenset(
 
 def _describe(src: ImageInput) -> str:
     if isinstance(src, (str, Path)):
-        return f"image '{src}'"
+        return f"image '{shown(src)}'"
     if isinstance(src, (bytes, bytearray)):
         return f"image ({len(src)} bytes)"
     return "image"
@@ -61,7 +61,9 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> "PILIma
         except Image.DecompressionBombError as exc:
             raise ImageError(f"{name} is refused as a decompression bomb: {exc}") from exc
         except OSError as exc:
-            raise ImageError(f"{name} could not be opened: {exc}") from exc
+            raise ImageError(
+                f"{name} could not be opened ({exc}); it is damaged or truncated: re-export it or try another file."
+            ) from exc
     _check_pixels(img, name, max_pixels)
     try:
         if getattr(img, "is_animated", False):

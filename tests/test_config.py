@@ -33,7 +33,7 @@ def test_config_file_from_env(tmp_path):
     "overrides, message",
     [
         ({"model.quantization": "3bit"}, "model.quantization must be one of none, 8bit, 4bit; got '3bit'"),
-        ({"model.max_new_tokens": "many"}, "model.max_new_tokens expects a int; got 'many'"),
+        ({"model.max_new_tokens": "many"}, "model.max_new_tokens expects a whole number; got 'many'"),
         ({"model.max_new_tokens": "0"}, "model.max_new_tokens must be > 0"),
         ({"model.colour": "red"}, "unknown key(s) in section 'model': colour; valid keys:"),
         ({"modle.id": "x"}, "must look like SECTION.FIELD"),
@@ -91,7 +91,7 @@ def test_command_line_precedence_file_env_set_and_flags(tmp_path, monkeypatch):
     "sets, message",
     [
         (["model.quantization=bogus"], "model.quantization must be one of none, 8bit, 4bit; got 'bogus'"),
-        (["model.max_new_tokens=lots"], "model.max_new_tokens expects a int; got 'lots'"),
+        (["model.max_new_tokens=lots"], "model.max_new_tokens expects a whole number; got 'lots'"),
         (["model.colour=red"], "unknown key(s) in section 'model': colour"),
     ],
 )

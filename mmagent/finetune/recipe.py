@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ def load_recipe(name_or_path: str, sets: Sequence[str] = ()) -> Any:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 or start again from "
+            "`mmagent finetune cp NAME`."
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a YAML mapping; got {type(data).__name__}.")
     data = merge(data, parse_sets(sets))
@@ -148,7 +154,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}; got {data!r}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(fields)}.")
     hints = typing.get_type_hints(cls)
@@ -169,8 +175,10 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list; got {value!r}.")
         return list(value) if origin is list else tuple(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ConfigError(f"{where} must be a finite number; got {value!r}.")
     if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise ConfigError(f"{where} must be {hint.__name__}; got {value!r}.")
     return value

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmagent.errors import MemoryStoreError, MMAgentError, ModelLoadError
+from mmagent.errors import MemoryStoreError, MMAgentError, ModelLoadError, shown
 from mmagent.memory.chunking import ChunkOptions, chunk_segments, chunk_text
-from mmagent.memory.loaders import LOADERS, kind_of, supported_suffixes
+from mmagent.memory.loaders import LOADERS, MAX_TEXT_MB, kind_of, supported_suffixes
 from mmagent.memory.store import Document, Memory
 
 if TYPE_CHECKING:
@@ -40,10 +40,16 @@ VISIBLE_TEXT_HEADING = "Visible text:"
 
 @dataclass(frozen=True)
 class FileNote:
-    """A file that was skipped or failed, and why (one sentence a person can act on)."""
+    """A file that was skipped or failed, and why (one sentence a person can act on).
+
+    `path` has control characters escaped (:func:`mmagent.errors.shown`): it is printed to terminals.
+    """
 
     path: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", shown(self.path))
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Ingestor:
     transcribe: Transcribe | None = None
     chunking: ChunkOptions = field(default_factory=ChunkOptions)
     missing_reasons: dict[str, str] = field(default_factory=dict)  # kind -> why it cannot be ingested here
+    max_text_mb: float = MAX_TEXT_MB  # larger text/HTML files are refused (config: limits.max_text_mb)
 
     def run(self, paths: Iterable[str | Path], progress: bool | None = None) -> IngestSummary:
         """Ingest every file under `paths` (folders recursively); per-file problems go in the summary."""
@@ -100,7 +107,7 @@ class Ingestor:
             summary.skipped.append(
                 FileNote(
                     str(path),
-                    f"unsupported type '{path.suffix or '(none)'}'; "
+                    f"unsupported type '{shown(path.suffix) or '(none)'}'; "
                     f"supported: {' '.join(supported_suffixes())}",
                 )
             )
@@ -155,7 +162,7 @@ class Ingestor:
             description = self.describe_image(path).strip()  # type: ignore[misc]
             pieces.extend((c, {}) for c in chunk_text(description, tokenizer, self.chunking))
         else:
-            for section in LOADERS[kind](path):
+            for section in LOADERS[kind](path, self.max_text_mb):
                 extra = {"page": section.page} if section.page is not None else {}
                 pieces.extend((c, extra) for c in chunk_text(section.text, tokenizer, self.chunking))
         docs = []

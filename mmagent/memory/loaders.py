@@ -12,12 +12,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from mmagent.audio import AUDIO_SUFFIXES
-from mmagent.errors import MemoryStoreError, require
+from mmagent.errors import MemoryStoreError, require, shown
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 PDF_SUFFIXES = frozenset({".pdf"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+# One text document is read, tokenized and chunked in memory (~100 bytes of offsets per token): 20 MB of
+# text is ~5 M tokens, about 10,000 chunks to embed. Larger files are refused up front, not ground through.
+MAX_TEXT_MB = 20
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,26 @@ def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise MemoryStoreError(
-            f"'{path}' is not UTF-8 text (byte {exc.start}); convert it, e.g. `iconv -f latin1 -t utf-8`."
+            f"'{shown(path)}' is not UTF-8 text (line {line}, byte {exc.start}); convert it to UTF-8, "
+            "e.g. `iconv -f latin1 -t utf-8` (or from the encoding it was written in)."
         ) from exc
 
 
-def load_text(path: Path) -> list[Section]:
-    return [Section(_decode(path.read_bytes(), path))]
+def read_text_bytes(path: Path, max_mb: float = MAX_TEXT_MB) -> bytes:
+    """The bytes of a text document, refused before reading when over `max_mb` megabytes."""
+    size = path.stat().st_size
+    if size > max_mb * 1_000_000:
+        raise MemoryStoreError(
+            f"'{shown(path)}' is {size / 1e6:.1f} MB, over the {max_mb:g} MB limit for one text document; "
+            "split it into smaller files (e.g. `split -C 10M`) or raise `limits.max_text_mb`."
+        )
+    return path.read_bytes()
+
+
+def load_text(path: Path, max_mb: float = MAX_TEXT_MB) -> list[Section]:
+    return [Section(_decode(read_text_bytes(path, max_mb), path))]
 
 
 class _TextExtractor(HTMLParser):
@@ -133,27 +149,35 @@ def html_to_text(html: str) -> tuple[str, str]:
     return " ".join("".join(parser.title).split()), text
 
 
-def load_html(path: Path) -> list[Section]:
-    title, text = html_to_text(_decode(path.read_bytes(), path))
+def load_html(path: Path, max_mb: float = MAX_TEXT_MB) -> list[Section]:
+    title, text = html_to_text(_decode(read_text_bytes(path, max_mb), path))
     return [Section(f"{title}\n\n{text}" if title and not text.startswith(title) else text)]
 
 
-def load_pdf(path: Path) -> list[Section]:
-    """One section per page that has a text layer; scanned pages (no text) are left out."""
+def load_pdf(path: Path, max_mb: float = MAX_TEXT_MB) -> list[Section]:
+    """One section per page that has a text layer; scanned pages (no text) are left out.
+
+    `max_mb` is unused: a PDF's size is mostly pictures, not text.
+    """
     pypdf = require("pypdf", "memory")
+    name = shown(path)
     try:
         reader = pypdf.PdfReader(str(path))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise MemoryStoreError(
-                f"PDF '{path}' is password-protected; decrypt it first (e.g. `qpdf --decrypt`)."
-            )
-        sections = [Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)]
-    except pypdf.errors.PdfReadError as exc:
-        raise MemoryStoreError(f"PDF '{path}' could not be read: {exc}") from exc
+        encrypted = reader.is_encrypted and not reader.decrypt("")
+        sections = [] if encrypted else [
+            Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)
+        ]
+    except Exception as exc:  # pypdf raises many types on damaged files (PdfReadError, KeyError, ValueError…)
+        raise MemoryStoreError(
+            f"PDF '{name}' could not be read ({type(exc).__name__}: {exc}); it is damaged or not a PDF — "
+            "open it in a PDF viewer and save it again."
+        ) from exc
+    if encrypted:
+        raise MemoryStoreError(f"PDF '{name}' is password-protected; decrypt it first (e.g. `qpdf --decrypt`).")
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise MemoryStoreError(
-            f"PDF '{path}' has no text layer (a scan?); run OCR on it first (e.g. `ocrmypdf`) "
+            f"PDF '{name}' has no text layer (a scan?); run OCR on it first (e.g. `ocrmypdf`) "
             "or ingest its pages as images."
         )
     return sections

@@ -120,7 +120,8 @@ def test_qa_answers_from_fenced_numbered_sources(cfg):
 
     _add_docs(cfg, "docs", ["Express shipping takes one business day and costs 12 euros.", INJECTION])
     flow = get_flow("qa", cfg)
-    request = QARequest("How long does express shipping take?", collection="docs", min_score=-1.0)
+    # generative: the free-text path shows the fenced passages (extractive answers: tests/test_qa_grounded.py)
+    request = QARequest("How long does express shipping take?", collection="docs", min_score=-1.0, mode="generative")
     events = _events(flow, request)
     sources = _kinds(events, SourceEvent)
     assert [s.index for s in sources] == [1, 2] and "Express shipping" in sources[0].source.excerpt

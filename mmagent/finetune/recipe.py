@@ -104,7 +104,13 @@ def _scalar(raw: str) -> Any:
 
     if not raw.strip():
         return ""
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set value {raw!r} is not a YAML value ({getattr(exc, 'problem', None) or exc}); "
+            "quote it, e.g. --set 'data.train=\"[x].jsonl\"'."
+        ) from exc
     if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
         return raw.strip()
     return value

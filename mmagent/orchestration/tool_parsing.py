@@ -100,11 +100,13 @@ def _loads(raw: str) -> Any:
         obj, _ = json.JSONDecoder().raw_decode(raw[start:])
         return obj
     except json.JSONDecodeError as exc:
-        json_error = exc
+        json_error: Exception = exc
+    except RecursionError:  # thousands of nested brackets: no tool call looks like that
+        raise ValueError("tool call nests too deeply to read") from None
     end = raw.rfind("}")
     try:  # {'name': 'x', 'arguments': {'a': 1}} — a literal, never evaluated as code
         return ast.literal_eval(raw[start:end + 1])
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: {[1]: 2}
         raise ValueError(f"tool call is not valid JSON: {json_error}") from None
 
 
@@ -120,7 +122,7 @@ def _name_and_args(obj: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"arguments of {name!r} are not valid JSON: {exc}") from None
     if not isinstance(args, dict):
         raise ValueError(f"arguments of {name!r} must be an object; got {type(args).__name__}")
@@ -137,16 +139,16 @@ def _bare_calls(text: str, names: set[str] | None) -> list[str] | None:
         return None
     try:
         obj = json.loads(stripped)
-    except json.JSONDecodeError:
+        items = obj if isinstance(obj, list) else [obj]
+        for item in items:
+            fn = item.get("function", item) if isinstance(item, dict) else None
+            if not isinstance(fn, dict) or "name" not in fn or not ({"arguments", "parameters", "args"} & set(fn)):
+                return None
+            if names is not None and (not isinstance(fn["name"], str) or fn["name"] not in names):
+                return None
+        return [json.dumps(item) for item in items] if items else None
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or nested too deeply to be a call: text
         return None
-    items = obj if isinstance(obj, list) else [obj]
-    for item in items:
-        fn = item.get("function", item) if isinstance(item, dict) else None
-        if not isinstance(fn, dict) or "name" not in fn or not ({"arguments", "parameters", "args"} & set(fn)):
-            return None
-        if names is not None and fn["name"] not in names:
-            return None
-    return [json.dumps(item) for item in items] if items else None
 
 
 def holdback(text: str, tools_bound: bool) -> int:

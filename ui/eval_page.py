@@ -1,8 +1,9 @@
 """The Evals page: reports written by `mmagent eval` (scores with CIs, plots) and a comparison of two runs.
 
 A run is any folder holding ``results.json`` (with ``manifest.json``, ``report.md`` and ``plots/``) as
-``mmagent eval run`` writes them; the page searches a root folder (default ``eval-runs`` in the
-working directory, or ``$MMAGENT_UI_EVAL_RUNS``). Comparison is ``mmagent.evals.compare.compare_runs``.
+``mmagent eval run`` writes them; the page lists the runs under one root folder the server is configured
+with (``$MMAGENT_UI_EVAL_RUNS``, default ``eval-runs`` in the working directory) and nothing else: a
+browser never names a server path to read. Comparison is ``mmagent.evals.compare.compare_runs``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,22 @@ class RunSummary:
         return f"{self.suite} · {self.path.name} ({self.count} examples)"
 
 
+def runs_root() -> Path:
+    """The one folder the Evals page reads: set by whoever starts the server, never by the browser."""
+    return Path(os.environ.get("MMAGENT_UI_EVAL_RUNS") or "eval-runs").expanduser().resolve()
+
+
 def find_runs(root: str | Path) -> list[RunSummary]:
-    """Every eval run under `root` (a few levels deep), newest first; unreadable ones are left out."""
-    root = Path(root).expanduser()
-    runs = []
+    """Every eval run under `root` (a few levels deep), newest first; unreadable ones, and symlinks that
+    lead out of `root`, are left out."""
+    root = Path(root).expanduser().resolve()
+    runs, seen = [], set()
     for depth in range(MAX_DEPTH + 1):
-        for results in root.glob("/".join(["*"] * depth + ["results.json"])):
+        for found in root.glob("/".join(["*"] * depth + ["results.json"])):
+            results = found.resolve()
+            if not results.is_relative_to(root) or results in seen:
+                continue
+            seen.add(results)
             try:
                 data = json.loads(results.read_text(encoding="utf-8"))
                 metrics = {name: dict(s.get("metrics", {})) for name, s in data.get("sections", {}).items()}
@@ -115,11 +126,11 @@ def _compare(runs: list[RunSummary]) -> None:
 
 def render() -> None:
     st.title("Evals")
-    root = st.text_input("Folder with eval runs", os.environ.get("MMAGENT_UI_EVAL_RUNS", "eval-runs"),
-                         help="The --out folders of `mmagent eval run` (default eval-runs/SUITE/ADAPTER).")
+    root = runs_root()
+    st.caption(plain(f"Runs under {root} (set MMAGENT_UI_EVAL_RUNS before `mmagent ui` to read another folder)."))
     runs = find_runs(root)
     if not runs:
-        st.info(f"No eval runs under '{root}'. Run `mmagent eval run --suite NAME` and they appear here.")
+        st.info(plain(f"No eval runs under '{root}'. Run `mmagent eval run --suite NAME` there and they appear here."))
         return
     labels = {str(r.path): r for r in runs}
     chosen = st.selectbox("Run", list(labels), format_func=lambda p: labels[p].label)

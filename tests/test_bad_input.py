@@ -425,3 +425,40 @@ def test_bad_eval_data(case, tmp_path, capsys):
     code, _, err = cli(capsys, "eval", "score", "--task", "classification", "--predictions", tmp_path / "pred.jsonl",
                        "--references", tmp_path / "data.jsonl")
     assert code == 2 and needle in err
+
+
+def test_a_set_flag_that_is_not_yaml(capsys):
+    from mmagent.finetune.recipe import load_recipe
+
+    refused(ConfigError, lambda: load_recipe("fusion-classifier", ["train.epochs=["]), "--set value '['", "quote it")
+    code, _, err = cli(capsys, "finetune", "run", "fusion-classifier", "--set", "train.epochs=[")
+    assert code == 2 and "--set value '['" in err
+
+
+# ---- UI uploads: a file name chosen by the client never becomes a path outside the upload folder ------
+UPLOAD_NAMES = ["../../outside.txt", "/etc/passwd.txt", "..\\..\\windows.txt", f"{CONTROL}.txt", ".hidden.txt",
+                "a/b/../../c.md", "....txt", "%2e%2e%2fsecret.txt", "notes.png\x00.txt"]
+
+
+@pytest.mark.parametrize("name", UPLOAD_NAMES)
+def test_upload_names_stay_inside_the_upload_folder(name, tmp_path):
+    pytest.importorskip("streamlit")
+    from mmagent.ui.attachments import store_upload
+
+    folder = tmp_path / "uploads"
+    stored = store_upload(name, b"plain text\n", folder, max_mb=1, max_pixels=10_000)
+    path = Path(stored.path)
+    assert path.resolve().parent.parent == folder.resolve() and path.read_bytes() == b"plain text\n"
+    assert path.name.isprintable() and not path.name.startswith(".") and "/" not in path.name
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path.parent / "outside.txt").exists()
+
+
+@pytest.mark.parametrize("case", ["truncated png", "decompression bomb", "0-byte png", "text named .png"])
+def test_bad_image_uploads_are_refused_naming_the_file(case, tmp_path):
+    pytest.importorskip("streamlit")
+    from mmagent.ui.attachments import UploadError, store_upload
+
+    path = IMAGE_CASES[case](tmp_path)
+    refused(UploadError, lambda: store_upload(path.name, path.read_bytes(), tmp_path / "up", max_mb=5,
+                                              max_pixels=89_478_485), f"'{path.name}'")
+    assert not (tmp_path / "up").exists() or not any((tmp_path / "up").rglob("*.*"))

@@ -86,10 +86,8 @@ def probe_audio(path: str | Path) -> AudioInfo:
     p = check_audio_path(path)
     with _open(p) as container:
         stream = container.streams.audio[0]
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
+        duration = _declared_seconds(container)
+        if duration is None and container.duration is not None:
             duration = container.duration / 1_000_000  # av.time_base: microseconds
         return AudioInfo(p, audio_mime_type(p) or "", duration, stream.rate or 0, stream.channels or 0)
 
@@ -130,6 +128,7 @@ def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0) -> Iterator
 
 
 def _declared_seconds(container) -> float | None:  # noqa: ANN001 - a PyAV container
+    """The first audio stream's duration as its header states it, or None."""
     stream = container.streams.audio[0]
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)

@@ -126,8 +126,8 @@ def _params():
         elif not slow:
             reasons = "; ".join(sorted({rule.reason for _, rule in commands if rule}))
             yield pytest.param(block, False, id=block.name, marks=pytest.mark.skip(reason=reasons))
-        if slow:
-            yield pytest.param(block, True, id=f"{block.name}-all", marks=pytest.mark.slow)
+        if slow:  # whole suites and several model loads: longer than the suite's per-test timeout
+            yield pytest.param(block, True, id=f"{block.name}-all", marks=[pytest.mark.slow, pytest.mark.timeout(3600)])
 
 
 # ---- the folder the examples run in ----------------------------------------------------------------
@@ -267,6 +267,7 @@ def _run(argv: list[str], root: Path, env: dict[str, str], what: str) -> float:
 
 
 @pytest.mark.default_model
+@pytest.mark.timeout(1800)  # a block runs several examples, each loading its models in a new process
 @pytest.mark.parametrize("block, all_lines", list(_params()))
 def test_readme_block(block: Block, all_lines: bool, workspace):
     root, env = workspace

@@ -121,8 +121,8 @@ def _params():
         commands = block.commands()
         slow = [rule.reason for _, rule in commands if rule and rule.kind == "slow"]
         fast = [line for line, rule in commands if rule is None]
-        if block.lang == "python" or fast:
-            yield pytest.param(block, False, id=block.name)
+        if block.lang == "python" or fast:  # several examples, each loading its models in a new process
+            yield pytest.param(block, False, id=block.name, marks=pytest.mark.timeout(1800))
         elif not slow:
             reasons = "; ".join(sorted({rule.reason for _, rule in commands if rule}))
             yield pytest.param(block, False, id=block.name, marks=pytest.mark.skip(reason=reasons))
@@ -267,7 +267,6 @@ def _run(argv: list[str], root: Path, env: dict[str, str], what: str) -> float:
 
 
 @pytest.mark.default_model
-@pytest.mark.timeout(1800)  # a block runs several examples, each loading its models in a new process
 @pytest.mark.parametrize("block, all_lines", list(_params()))
 def test_readme_block(block: Block, all_lines: bool, workspace):
     root, env = workspace

@@ -6,7 +6,10 @@ through pluggable callables; this module only reads files that already hold text
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -162,11 +165,12 @@ def load_pdf(path: Path, max_mb: float = MAX_TEXT_MB) -> list[Section]:
     pypdf = require("pypdf", "memory")
     name = shown(path)
     try:
-        reader = pypdf.PdfReader(str(path))
-        encrypted = reader.is_encrypted and not reader.decrypt("")
-        sections = [] if encrypted else [
-            Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)
-        ]
+        with _quiet("pypdf"):  # its warnings ("EOF marker not found") say less than the error below
+            reader = pypdf.PdfReader(str(path))
+            encrypted = reader.is_encrypted and not reader.decrypt("")
+            sections = [] if encrypted else [
+                Section(page.extract_text() or "", i) for i, page in enumerate(reader.pages, start=1)
+            ]
     except Exception as exc:  # pypdf raises many types on damaged files (PdfReadError, KeyError, ValueError…)
         raise MemoryStoreError(
             f"PDF '{name}' could not be read ({type(exc).__name__}: {exc}); it is damaged or not a PDF — "
@@ -181,6 +185,18 @@ def load_pdf(path: Path, max_mb: float = MAX_TEXT_MB) -> list[Section]:
             "or ingest its pages as images."
         )
     return sections
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Raise a library's logger to ERROR for the duration (its warnings repeat what our error says)."""
+    logger = logging.getLogger(logger_name)
+    saved = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 LOADERS = {"text": load_text, "html": load_html, "pdf": load_pdf}

@@ -51,7 +51,17 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 
 def load_examples(suite: Suite, workdir: Path) -> list[EvalExample]:
-    """Read `suite`'s data (export a datasets directory into `workdir` first)."""
+    """Read `suite`'s data (export a datasets directory into `workdir` first); an empty file is an error."""
+    examples = _read_examples(suite, workdir)
+    if not examples:
+        raise formats.EvalDataError(
+            f"data file '{suite.data}' of suite '{suite.name}' holds no examples; fill it (one JSON object per "
+            "line for .jsonl) or point the suite's `data:` at the right file"
+        )
+    return examples
+
+
+def _read_examples(suite: Suite, workdir: Path) -> list[EvalExample]:
     data = Path(suite.data)
     if suite.format == "hf_dataset" or (suite.format == "auto" and data.is_dir()):
         data = export_hf_dataset(data, workdir / "hf_export")

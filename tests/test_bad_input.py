@@ -464,3 +464,15 @@ def test_bad_image_uploads_are_refused_naming_the_file(case, tmp_path):
     refused(UploadError, lambda: store_upload(path.name, path.read_bytes(), tmp_path / "up", max_mb=5,
                                               max_pixels=89_478_485), f"'{path.name}'")
     assert not (tmp_path / "up").exists() or not any((tmp_path / "up").rglob("*.*"))
+
+
+def test_an_empty_eval_data_file_is_an_error_not_an_empty_score(tmp_path):
+    from mmagent.evals.dataset import load_examples
+    from mmagent.evals.formats import EvalDataError
+    from mmagent.evals.suite import load_suite
+
+    for content in (b"", b"\n\n  \n"):
+        (tmp_path / "data.jsonl").write_bytes(content)
+        (tmp_path / "suite.yaml").write_text("name: empty\ntask: classification\ndata: data.jsonl\nlabels: [x, y]\n")
+        refused(EvalDataError, lambda: load_examples(load_suite(tmp_path / "suite.yaml"), tmp_path / "work"),
+                "data.jsonl' of suite 'empty' holds no examples")

@@ -262,8 +262,10 @@ def ingest(
     transcribe: Transcribe | None = None,
     chunking: ChunkOptions | None = None,
     progress: bool | None = None,
+    max_text_mb: float = MAX_TEXT_MB,
 ) -> IngestSummary:
-    """Ingest files and folders into `memory`; see :class:`Ingestor`."""
+    """Ingest files and folders into `memory`; see :class:`Ingestor` (`max_text_mb`: config limits.max_text_mb)."""
     if memory is None:
         raise MemoryStoreError("ingest needs a Memory; open one with mmagent.memory.open_memory(config).")
-    return Ingestor(memory, describe_image, transcribe, chunking or ChunkOptions()).run(paths, progress)
+    ingestor = Ingestor(memory, describe_image, transcribe, chunking or ChunkOptions(), max_text_mb=max_text_mb)
+    return ingestor.run(paths, progress)

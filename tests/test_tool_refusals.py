@@ -94,7 +94,7 @@ def _new_actions(db: Path, before: list[tuple]) -> list[tuple]:
     return [t for t in _tickets(db) if t not in before and t[1] != "escalation"]
 
 
-def test_a_tool_outside_the_allow_list_is_refused_before_it_runs(support):
+def test_a_tool_outside_the_allow_list_is_refused_before_it_runs(support, caplog):
     start, db = support
     flow, policy = start(call("create_ticket", order_id=1001, kind="refund", summary="broken"), "lookup_order")
     _run(flow, "my email is ana@example.com", "a1", policy)
@@ -103,9 +103,10 @@ def test_a_tool_outside_the_allow_list_is_refused_before_it_runs(support):
     errors = _refusals(events, "create_ticket")
     assert errors and all("unknown tool 'create_ticket'" in e for e in errors), errors
     assert _new_actions(db, before) == []
+    assert any("refused tool call create_ticket" in r.getMessage() for r in caplog.records), "refusal not logged"
 
 
-def test_a_refund_on_another_customers_order_is_refused_before_the_tool_runs(support):
+def test_a_refund_on_another_customers_order_is_refused_before_the_tool_runs(support, caplog):
     start, db = support
     flow, policy = start(call("create_ticket", order_id=1003, kind="refund", summary="broken"), "create_ticket")
     assert "Ana" in [e for e in _run(flow, "my email is ana@example.com", "r1", policy)
@@ -115,6 +116,8 @@ def test_a_refund_on_another_customers_order_is_refused_before_the_tool_runs(sup
     errors = _refusals(events, "create_ticket")
     assert errors and all(e.startswith("policy: order 1003 does not belong") for e in errors), errors
     assert _new_actions(db, before) == []
+    logged = [r.getMessage() for r in caplog.records if r.name == "mmagent.flows.support"]
+    assert any("session r1: refused tool call create_ticket" in m and "order 1003" in m for m in logged), logged
 
 
 def test_an_unverified_customer_gets_asked_who_they_are_and_nothing_runs(support):

@@ -19,6 +19,7 @@ fenced as data. Identity, ownership, refund limits and escalation are decided by
 from __future__ import annotations
 
 import copy
+import logging
 import operator
 import sqlite3
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ PROMPT_KEYS = ("system", "plan", "answer", "knowledge", "voice", "reply_need_ide
                "reply_unknown_email", "reply_tool_done", "reply_refused", "reply_handoff", "reply_handed_off",
                "reply_withheld")
 SESSIONS_DB = "support_sessions.sqlite"
+log = logging.getLogger(__name__)
 HISTORY_TURNS = 6
 
 
@@ -177,7 +179,7 @@ class SupportFlow(GraphFlow):
         proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice=choice,
                                       constrain=request["constrain_tool_calls"], stop_on_text=True)
         for bad in proposal.invalid:
-            emit(ToolResultEvent(bad.name or "?", bad.id, ok=False, error=f"invalid tool call: {bad.error}"))
+            _refused(bad.name or "?", bad.id, f"invalid tool call: {bad.error}", request["session"])
         if proposal.calls:
             call = proposal.calls[0]
             return {"call": {"name": call.name, "args": call.args, "id": call.id}, "next": "guard"}
@@ -191,18 +193,18 @@ class SupportFlow(GraphFlow):
         call, policy = state["call"], self._policy(state["request"]["policy"])
         tool = self.actions.get(call["name"])
         if tool is None:
-            emit(ToolResultEvent(call["name"], call["id"], ok=False, error="unknown tool"))
+            _refused(call["name"], call["id"], "unknown tool", state["request"]["session"])
             return self._failed(state, f"unknown tool {call['name']}")
         try:
             tool.validate_arguments(call["args"])
         except Exception as exc:  # ToolError: the arguments do not match the tool's schema
-            emit(ToolResultEvent(call["name"], call["id"], ok=False, error=str(exc)))
+            _refused(call["name"], call["id"], str(exc), state["request"]["session"])
             return self._failed(state, "invalid tool arguments")
         decision = policy.check(call["name"], call["args"], state.get("customer_id"), self.db,
                                 named_orders=conversation_orders(state))
         if decision.verdict == "allow":
             return {"next": "act"}
-        emit(ToolResultEvent(call["name"], call["id"], ok=False, error=f"policy: {decision.reason}"))
+        _refused(call["name"], call["id"], f"policy: {decision.reason}", state["request"]["session"])
         if decision.verdict == "identify":
             return {"next": "__end__", **self._say_and_finish(state, "reply_need_identity")}
         if decision.verdict == "confirm":  # an order the customer did not name: ask, never act on a guess
@@ -355,3 +357,10 @@ def _without_emails(text: str) -> str:
     import re
 
     return re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", " ", text)
+
+
+def _refused(name: str, call_id: str, reason: str, session: Any) -> None:
+    """A tool call that will not run: shown to the caller as a failed result and logged for the operator
+    (a refused call is what an injection attempt or a policy breach looks like from outside)."""
+    log.warning("support session %s: refused tool call %s (%s): %s", session, name, call_id, reason)
+    emit(ToolResultEvent(name, call_id, ok=False, error=reason))

@@ -70,13 +70,13 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_tiny_causal_lm(path: Path, seed: int = 0) -> Path:
-    """A text-only Llama checkpoint with the same tokenizer."""
+def build_tiny_causal_lm(path: Path, seed: int = 0, tokenizer=None) -> Path:
+    """A text-only Llama checkpoint with the same tokenizer (or `tokenizer`, e.g. one with tool tokens)."""
     import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    tok = tiny_tokenizer()
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
     model = LlamaForCausalLM(text_config(len(tok))).eval()
     model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
     model.save_pretrained(path)

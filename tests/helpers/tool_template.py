@@ -45,18 +45,9 @@ def tool_tokenizer():
 
 def build_tiny_tool_lm(path: Path, seed: int = 0) -> Path:
     """A text-only tiny Llama checkpoint with the tool-calling tokenizer, at `path`."""
-    import torch
-    from transformers import LlamaForCausalLM
+    from helpers.tiny import build_tiny_causal_lm
 
-    from helpers.tiny import text_config
-
-    torch.manual_seed(seed)
-    tok = tool_tokenizer()
-    model = LlamaForCausalLM(text_config(len(tok))).eval()
-    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return build_tiny_causal_lm(path, seed, tokenizer=tool_tokenizer())
 
 
 def steer_to_call(model, tokenizer, after_id: int) -> None:

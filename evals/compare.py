@@ -19,6 +19,9 @@ from mmagent.evals.metrics.bootstrap import PairedBootstrapResult, paired_bootst
 
 IGNORED_FIELDS = ("settings_hash",)
 
+# Error rates: a fall is an improvement (their sections say so in `higher_is_better`).
+LOWER_IS_BETTER = frozenset({"wer", "cer", "unsupported_claim_rate", "unsupported_facts"})
+
 
 @dataclass(frozen=True)
 class MetricDelta:
@@ -122,7 +125,7 @@ def compare_runs(run_a: Path, run_b: Path, *, n_resamples: int = 1000, seed: int
         for metric in section_a["ci"]:
             test = paired_bootstrap(len(shared), b.statistic(metric), a.statistic(metric),
                                     n_resamples=n_resamples, seed=seed)
-            higher = section_a["higher_is_better"] if metric in ("wer", "cer") else True
+            higher = section_a["higher_is_better"] if metric in LOWER_IS_BETTER else True
             comparison.deltas.append(MetricDelta(name, metric, test, higher))
     return comparison
 

@@ -114,6 +114,9 @@ def test_compare_base_and_adapter(tiny_backend, tmp_path):
     assert {(d.section, d.metric) for d in comparison.deltas} == {  # every generating suite reports faithfulness
         ("squad", "exact_match"), ("squad", "f1"), ("faithfulness", "unsupported_claim_rate"),
         ("faithfulness", "unsupported_facts")}
+    # a fall in an error rate is an improvement: the verdict must read it that way round
+    assert {d.metric: d.higher_is_better for d in comparison.deltas} == {
+        "exact_match": True, "f1": True, "unsupported_claim_rate": False, "unsupported_facts": False}
     f1 = next(d for d in comparison.deltas if d.metric == "f1").to_dict()
     assert f1["a"] == pytest.approx(base.sections["squad"].metrics()["f1"])
     assert f1["b"] == pytest.approx(tuned.sections["squad"].metrics()["f1"])

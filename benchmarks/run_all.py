@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "model": ("Model core: load, first token, decode speed, memory per precision; adapter switching",
               ["model_bench.py"]),
+    "model_select": ("Embedded language models: speed per precision (the speed half of choosing `default`)",
+                     ["model_select.py", "--speed-only"]),
     "asr": ("Speech recognition (embedded Whisper tiny.en)", ["asr_bench.py"]),
     "memory": ("Vector memory: ingest and query (10,000 chunks, packaged MiniLM, Chroma on disk)",
                ["memory_bench.py"]),

@@ -6,7 +6,8 @@ that state a fact found in none of their sources. What counts as a fact:
 
 - a number (``12``, ``1,200.50``, ``8:30``, ``30%``, ``€12``, ``1st``, number words up to ninety),
   normalised to digits so "twelve", "12" and "12.0" are one fact;
-- a month or weekday name (the parts of a date beside its numbers), lower-cased;
+- a month or weekday name (the parts of a date beside its numbers), lower-cased; "may" and "march" only
+  when capitalised mid-sentence, since they are mostly the modal and the verb;
 - a proper name: a capitalised word that does not start a sentence (or an all-caps acronym), lower-cased,
   with a possessive 's dropped. Sentence-initial words are skipped because capitals there say nothing.
 
@@ -28,6 +29,9 @@ NUMBER_WORDS = {w: str(i) for i, w in enumerate(_WORDS)} | {
 MONTHS = frozenset("january february march april may june july august september october november december "
                    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
 DAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
+# Month names that are also common words ("the assistant may grant", "march on"): a date only when written
+# with a capital away from a sentence start, where the word is not the modal or the verb.
+AMBIGUOUS_MONTHS = frozenset({"may", "march"})
 # Capitalised words that are not names wherever they stand (pronoun, titles and interjections).
 NOT_NAMES = frozenset("i i'm i've i'd i'll mr mrs ms dr st ok yes no".split())
 
@@ -90,6 +94,9 @@ def extract(text: str) -> Facts:
         key = _word_key(token)
         if key in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[key])
+        elif key in AMBIGUOUS_MONTHS:
+            if not initial and token[0].isupper():
+                dates.add(key)
         elif key in MONTHS or key in DAYS:
             dates.add(key)
         elif not initial and token[0].isupper() and len(token) > 1 and key not in NOT_NAMES:

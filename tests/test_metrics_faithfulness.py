@@ -23,6 +23,8 @@ SOURCE = "Express shipping takes one business day and costs 12 euros. Orders are
     ("Orders ship the next business day.", []),  # sentence-initial capital is no name claim
     ("I don't know.", []),
     ("", []),
+    ("The assistant may grant refunds; customers march in at 9.", ["9"]),  # the modal and the verb are no dates
+    ("It arrives in May.", ["may"]),  # the month, capitalised mid-sentence
 ])
 def test_unsupported_facts(output, flagged):
     assert unsupported(output, [SOURCE]) == flagged

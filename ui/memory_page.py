@@ -51,7 +51,7 @@ def ingest_files(collection: str, paths: list[str], labels: list[str] | None = N
     if any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in paths):
         get_backend()  # images are captioned by the resident model: load it behind the spinner first
     describe, transcribe, reasons = default_models(config)
-    ingestor = Ingestor(memory, describe, transcribe, missing_reasons=reasons)
+    ingestor = Ingestor(memory, describe, transcribe, missing_reasons=reasons, max_text_mb=config.limits.max_text_mb)
     total = IngestSummary(collection)
     bar = st.progress(0.0, text=f"Adding {len(paths)} file(s) to '{collection}'…")
     for i, path in enumerate(paths):

@@ -39,13 +39,18 @@ def ingest(
     collection: Optional[str] = CollectionOpt,
     chunk_size: int = typer.Option(200, "--chunk-size", help="Chunk length in embedder tokens."),
     chunk_overlap: int = typer.Option(40, "--chunk-overlap", help="Tokens shared by neighbouring chunks."),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress",
+        help="Show the files-done bar on stderr (default: only on a terminal).",
+    ),
     as_json: bool = JsonOpt,
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Add files to a memory collection. Unchanged files are skipped; one bad file does not stop the rest.
 
-    Exits with status 1 when any file failed (the summary says which and why).
+    Exits with status 1 when any file failed (the summary says which and why), 2 when the store cannot be
+    written (disk full, read-only). An interrupted run is finished by running it again.
     """
     from mmagent.memory import open_memory
     from mmagent.memory.chunking import ChunkOptions
@@ -55,7 +60,8 @@ def ingest(
     chunking = ChunkOptions(chunk_size, chunk_overlap)
     describe, transcribe, reasons = default_models(cfg)
     memory = open_memory(cfg.memory)
-    summary = Ingestor(memory, describe, transcribe, chunking, reasons).run(paths)
+    ingestor = Ingestor(memory, describe, transcribe, chunking, reasons, max_text_mb=cfg.limits.max_text_mb)
+    summary = ingestor.run(paths, progress)
     if as_json:
         _echo_json(summary.to_dict())
     else:

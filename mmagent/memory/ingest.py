@@ -10,6 +10,12 @@ as plain callables so the caller decides which (see :func:`default_describer`, :
 Re-ingesting is free: each file's SHA-256 is stored with its chunks, a file whose content is already in
 the collection is skipped before any model runs, and chunk ids derive from the content. A file whose
 content changed replaces its older chunks (matched by path).
+
+An interrupted run (Ctrl-C, ``kill -9``, a full disk) is finished by running it again: every chunk records
+how many its file has (``chunks``), so a file whose chunks were only partly written is stored again rather
+than skipped, and content-derived ids mean nothing is stored twice. A store that cannot be written (disk
+full, read-only) stops the run with :class:`~mmagent.memory.store.StoreUnwritableError`: every later file
+would fail the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mmagent.errors import MemoryStoreError, MMAgentError, ModelLoadError, shown
 from mmagent.memory.chunking import ChunkOptions, chunk_segments, chunk_text
 from mmagent.memory.loaders import LOADERS, MAX_TEXT_MB, kind_of, supported_suffixes
-from mmagent.memory.store import Document, Memory
+from mmagent.memory.store import Document, Memory, StoreUnwritableError
 
 if TYPE_CHECKING:
     from mmagent.config import Config
@@ -117,11 +123,9 @@ class Ingestor:
             return
         try:
             sha = file_sha256(path)
-            already = self.memory.find({"sha256": sha})
-            if already:
-                summary.skipped.append(
-                    FileNote(str(path), f"already stored (same content as {already[0].source})")
-                )
+            stored_as = self._stored(sha)
+            if stored_as:
+                summary.skipped.append(FileNote(str(path), f"already stored (same content as {stored_as})"))
                 return
             docs = self.documents(path, kind, sha)
             if not docs:
@@ -133,11 +137,29 @@ class Ingestor:
             self.memory.add(docs)
             summary.chunks += self.memory.count() - before
             summary.ingested += 1
+        except StoreUnwritableError:
+            raise  # not this file's fault: every later file would fail the same way
         except MMAgentError as exc:
             summary.failed.append(FileNote(str(path), str(exc)))
         except Exception as exc:
             log.debug("ingest of %s failed", path, exc_info=True)
             summary.failed.append(FileNote(str(path), f"{type(exc).__name__}: {exc}"))
+
+    def _stored(self, sha: str) -> str:
+        """The source a file with this content is completely stored under, or ''.
+
+        Complete means every chunk the file was cut into is there: a run killed between two writes of a
+        long file leaves a part, which is deleted here so the file is stored again. Chunks written before
+        the `chunks` count existed are taken as complete."""
+        found = self.memory.find({"sha256": sha})
+        if not found:
+            return ""
+        expected = found[0].metadata.get("chunks")
+        if expected is None or len(self.memory.find({"sha256": sha}, limit=int(expected) + 1)) == int(expected):
+            return str(found[0].source)
+        log.info("%s: only part of its chunks are stored (an interrupted run); storing it again", found[0].source)
+        self.memory.delete(where={"sha256": sha})
+        return ""
 
     def _cannot(self, kind: str) -> str:
         if kind == "image" and self.describe_image is None:
@@ -168,7 +190,7 @@ class Ingestor:
         docs = []
         for i, (text, extra) in enumerate(pieces):
             doc_id = hashlib.sha256(f"{sha}\0{i}\0{text}".encode()).hexdigest()[:32]
-            docs.append(Document(text, {**base, **extra, "chunk": i}, id=doc_id))
+            docs.append(Document(text, {**base, **extra, "chunk": i, "chunks": len(pieces)}, id=doc_id))
         return docs
 
 

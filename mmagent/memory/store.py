@@ -6,15 +6,21 @@ embedding function is always passed explicitly (Chroma's default one downloads a
 
 Each collection is pinned to the embedder that wrote it (name, dimension, weights hash in the
 collection metadata); adding to or searching it with another embedder raises EmbedderMismatchError.
+
+A store that cannot be written — its disk is full, its folder read-only — raises StoreUnwritableError
+(one sentence naming the folder and the fix) from the write that hit it. Chroma writes each add in one
+SQLite transaction, so what was stored before stays searchable; measured in tests/test_faults_memory.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -123,6 +129,54 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+class StoreUnwritableError(MemoryStoreError):
+    """The store's disk is full or its folder is read-only: no write can succeed until that is fixed."""
+
+
+_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_READ_ONLY = ("readonly database", "read-only file system", "permission denied")
+
+
+def _unwritable(exc: BaseException, where: str) -> StoreUnwritableError | None:
+    """The StoreUnwritableError `exc` means (Chroma reports SQLite's codes 13 and 8 as text), or None."""
+    code, text = getattr(exc, "errno", None), str(exc).lower()
+    if code in (errno.ENOSPC, errno.EDQUOT) or any(t in text for t in _FULL):
+        return StoreUnwritableError(
+            f"the memory store at {where} is out of disk space ({exc}); this write was not stored, what "
+            "was stored before is intact. Free space on that disk (or set memory.path to a folder on "
+            "another one) and run the command again: files already stored are skipped."
+        )
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(t in text for t in _READ_ONLY):
+        return StoreUnwritableError(
+            f"the memory store at {where} cannot be written: its folder is read-only ({exc}). Chroma "
+            "opens its database for writing even to search, so make the folder writable for this user "
+            "or set memory.path (MMAGENT_MEMORY_PATH) to a writable folder."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _writing(where: str) -> Iterator[None]:
+    """Turn a full disk or a read-only folder met inside the block into StoreUnwritableError."""
+    try:
+        yield
+    except MemoryStoreError:
+        raise
+    except Exception as exc:
+        error = _unwritable(exc, where)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _location(client: ClientAPI) -> str:
+    """The folder (or server) a client stores into, for messages."""
+    settings = client.get_settings()
+    if settings.is_persistent and settings.persist_directory:
+        return str(settings.persist_directory)
+    return f"{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+
+
 def check_collection_name(name: str) -> str:
     if not _NAME.match(name or "") or ".." in name:
         raise MemoryStoreError(
@@ -157,8 +211,21 @@ def make_client(config: MemoryConfig) -> ClientAPI:
     from pathlib import Path
 
     path = Path(config.path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    with _writing(str(path)):
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return chromadb.PersistentClient(path=str(path), settings=settings)
+        except Exception:
+            _forget_system(str(path))
+            raise
+
+
+def _forget_system(path: str) -> None:
+    """Drop Chroma's cached system for `path` after a failed open: Chroma keeps the half-started one and
+    hands it to the next client for the same folder, which then fails with an unrelated AttributeError."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(path, None)
 
 
 def _pin_of(metadata: dict[str, Any] | None) -> EmbedderPin | None:
@@ -182,6 +249,7 @@ class Memory:
     def __init__(self, client: ClientAPI, name: str, embedder: Embedder) -> None:
         self.client = client
         self.name = check_collection_name(name)
+        self.location = _location(client)
         self.embedder = embedder
         self._collection: Collection | None = None
         self._keyword_indexes: dict[str, tuple[int, BM25Index]] = {}  # filter → (count when built, index)
@@ -206,10 +274,12 @@ class Memory:
                     "add documents first with `mmagent ingest PATH --collection NAME`."
                 )
             metadata = {"hnsw:space": "cosine", **_pin_metadata(pin)}
-            collection = self.client.get_or_create_collection(
-                self.name, embedding_function=self.embedder.function, metadata=metadata
-            )
-        self._check_pin(collection, pin)
+            with _writing(self.location):
+                collection = self.client.get_or_create_collection(
+                    self.name, embedding_function=self.embedder.function, metadata=metadata
+                )
+        with _writing(self.location):
+            self._check_pin(collection, pin)
         self._collection = collection
         return collection
 
@@ -274,11 +344,12 @@ class Memory:
         items = list(fresh.items())
         for i in range(0, len(items), batch):
             part = items[i : i + batch]
-            collection.add(
-                ids=[k for k, _ in part],
-                documents=[d.text for _, d in part],
-                metadatas=[dict(d.metadata) or None for _, d in part],
-            )
+            with _writing(self.location):
+                collection.add(
+                    ids=[k for k, _ in part],
+                    documents=[d.text for _, d in part],
+                    metadatas=[dict(d.metadata) or None for _, d in part],
+                )
         log.debug("collection %s: %d new of %d documents", self.name, len(fresh), len(docs))
         self._keyword_indexes.clear()
         return ids
@@ -371,7 +442,8 @@ class Memory:
         if collection is None:
             return 0
         before = collection.count()
-        collection.delete(ids=list(ids) if ids else None, where=where or None)
+        with _writing(self.location):
+            collection.delete(ids=list(ids) if ids else None, where=where or None)
         self._keyword_indexes.clear()
         return before - collection.count()
 
@@ -445,13 +517,15 @@ def delete_collection(config: MemoryConfig, name: str) -> None:
         raise MemoryStoreError(
             f"collection {name!r} does not exist (collections: {', '.join(list_names(client)) or 'none'})."
         )
-    client.delete_collection(name)
+    with _writing(_location(client)):
+        client.delete_collection(name)
 
 
 def reset_memory(config: MemoryConfig) -> list[str]:
     """Delete every collection in the store; returns their names."""
     client = make_client(config)
     names = list_names(client)
-    for name in names:
-        client.delete_collection(name)
+    with _writing(_location(client)):
+        for name in names:
+            client.delete_collection(name)
     return names

@@ -73,7 +73,7 @@ def show_library_diagnostics() -> None:
 
 def _register() -> None:
     """Import the verb modules; each adds its commands to `app` at import time."""
-    from mmagent.cli import chat, describe, doctor, evaluate, memory, prompts, run, setup, transcribe, adapters, finetune, ui, evaluate_fusion  # noqa: F401
+    from mmagent.cli import chat, describe, doctor, evaluate, memory, prompts, run, setup, transcribe, adapters, finetune, ui, evaluate_fusion, serve  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,14 @@ def load_backend(config: "Config | None" = None) -> "HFVisionBackend":
     from mmagent.model.backend import HFVisionBackend
 
     config = config or load_config()
+    if config.model.id.startswith("openai+"):  # a model on an OpenAI-compatible server (openai_compat.py)
+        from mmagent.model.openai_compat import OpenAICompatBackend
+
+        with _lock:
+            key = json.dumps([config.model.id, config.limits.__dict__], sort_keys=True)
+            if key not in _backends:
+                _backends[key] = OpenAICompatBackend(config)  # type: ignore[assignment]
+            return _backends[key]
     key = json.dumps([config.model.__dict__, config.adapters, config.paths.cache], sort_keys=True, default=str)
     with _lock:
         if key not in _backends:

@@ -1,0 +1,410 @@
+"""Concurrent requests decoded together: a queue, one decoding thread, batches of mixed adapters.
+
+Requests from many clients are queued; one worker thread takes what is waiting (up to ``max_batch``,
+after at most ``max_wait`` seconds) and decodes it in one left-padded ``generate`` call. Rows of one batch
+may name different LoRA adapters: peft applies each row's adapter to that row only (``adapter_names``,
+``"__base__"`` for the base model), the way vLLM multi-LoRA, S-LoRA and LoRAX serve many adapters on one
+resident base. Each row streams its own text as it is decoded and stops on its own end token, token
+budget or cancellation (a per-row stopping criterion), so one long answer does not hold back the others'
+last pieces. This is static batching: rows that arrive while a batch decodes wait for the next one.
+
+Requests that need per-row logits processors (a grammar, extractive spans, banned strings), tool
+templates or a fixed seed are not mixed: the worker runs them alone through the backend's own
+``generate``, so they keep its exact behaviour.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from mmagent.errors import MMAgentError
+from mmagent.model.base import GenerationOptions, Message, attach_images
+
+if TYPE_CHECKING:
+    from mmagent.images import ImageInput
+    from mmagent.serve.metrics import ServeMetrics
+
+log = logging.getLogger(__name__)
+BASE_ROW = "__base__"  # peft's adapter name for "no adapter" rows of a mixed batch
+_END = object()
+
+
+class GenerationTimeout(MMAgentError):
+    """A request waited and decoded longer than the server's time limit."""
+
+
+class PromptTooLong(MMAgentError):
+    """A prompt over the batcher's `max_prompt_tokens`."""
+
+
+@dataclass
+class Job:
+    """One request in the queue. `direct` jobs run alone through the backend's own `generate`."""
+
+    adapter: str | None
+    options: GenerationOptions
+    text: str = ""
+    images: list[Any] = field(default_factory=list)
+    direct: dict[str, Any] | None = None
+    out: "queue.SimpleQueue[Any]" = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    batch_size: int = 0
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys may share a batch (same decoding rule)."""
+        o = self.options
+        return ("sample", o.temperature, o.top_p, o.repetition_penalty) if o.temperature > 0 else (
+            "greedy", o.repetition_penalty)
+
+
+class Generation:
+    """What `Batcher.submit` returns: iterate for the text pieces; afterwards `finish_reason`,
+    `prompt_tokens`, `completion_tokens` hold the request's figures. `close()` (or leaving the loop early)
+    cancels the request; its row stops at the next decoding step."""
+
+    def __init__(self, job: Job, stop: Sequence[str], timeout: float | None) -> None:
+        self.job = job
+        self.stop = tuple(s for s in stop if s)
+        self.deadline = None if timeout is None else job.submitted + timeout
+        self._iter = self._pieces()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iter
+
+    def __next__(self) -> str:
+        return next(self._iter)
+
+    @property
+    def finish_reason(self) -> str:
+        return self.job.finish_reason
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.job.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.job.completion_tokens
+
+    def close(self) -> None:
+        self._iter.close()
+        self.job.cancelled.set()
+
+    def _raw(self) -> Iterator[str]:
+        while True:
+            remaining = None if self.deadline is None else self.deadline - time.monotonic()
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise queue.Empty
+                item = self.job.out.get(timeout=remaining)
+            except queue.Empty:
+                self.job.cancelled.set()
+                raise GenerationTimeout(
+                    f"the request took longer than the server's limit of {self.deadline - self.job.submitted:.0f} s "
+                    "(queue wait + decoding); ask for fewer tokens (max_tokens) or retry when the server is less busy."
+                ) from None
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _pieces(self) -> Iterator[str]:
+        """The raw pieces, cut at the first stop string (held back while a stop string may be starting)."""
+        try:
+            if not self.stop:
+                yield from self._raw()
+                return
+            keep = max(len(s) for s in self.stop) - 1
+            held = ""
+            for piece in self._raw():
+                held += piece
+                hits = [i for i in (held.find(s) for s in self.stop) if i >= 0]
+                if hits:
+                    if min(hits):
+                        yield held[:min(hits)]
+                    self.job.finish_reason = "stop"
+                    return
+                if len(held) > keep:
+                    cut = len(held) - keep
+                    yield held[:cut]
+                    held = held[cut:]
+            if held:
+                yield held
+        finally:
+            self.job.cancelled.set()
+
+
+class Batcher:
+    """The server's one decoding thread over one backend (an `HFVisionBackend` or a view of it)."""
+
+    def __init__(self, backend: Any, *, max_batch: int = 8, max_wait: float = 0.01,
+                 metrics: "ServeMetrics | None" = None, max_prompt_tokens: int | None = None) -> None:
+        if max_batch < 1:
+            raise MMAgentError(f"max_batch must be >= 1; got {max_batch}.")
+        self.backend = backend
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.metrics = metrics
+        self.max_prompt_tokens = max_prompt_tokens
+        self._queue: "queue.Queue[Job | None]" = queue.Queue()
+        self._pending: collections.deque[Job] = collections.deque()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="mmagent-batcher")
+        self._thread.start()
+
+    # ---- the caller's side ---------------------------------------------------------------------------
+    def submit(self, messages: Sequence[Message], *, images: "Iterable[ImageInput]" = (), adapter: str | None = None,
+               timeout: float | None = None, tools: list[dict] | None = None, **gen: Any) -> Generation:
+        """Queue one request. Inputs (options, adapter name, images, template) are checked here, in the
+        caller's thread, so a bad request fails before it is queued."""
+        backend = self.backend
+        options = backend.options(gen)
+        if adapter is not None:
+            backend.adapters.info(adapter)  # unknown name: AdapterError listing the loaded ones
+        if options.grammar or options.spans_from or options.banned or options.seed is not None or tools:
+            job = Job(adapter, options, direct={"messages": list(messages), "images": list(images), "tools": tools,
+                                                "gen": gen})
+        else:
+            text, pil_images = backend.render(attach_images(messages, images))
+            job = Job(adapter, options, text=text, images=pil_images)
+            self._check_length(text)
+        self._queue.put(job)
+        if self.metrics:
+            self.metrics.queue_depth.inc()
+        return Generation(job, options.stop, timeout)
+
+    def _check_length(self, text: str) -> None:
+        if self.max_prompt_tokens is None:
+            return
+        count = len(self.backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if count > self.max_prompt_tokens:
+            raise PromptTooLong(
+                f"the prompt is {count} tokens (images' tokens not counted), over the limit of {self.max_prompt_tokens}; "
+                "shorten the conversation or raise the server's --max-prompt-tokens."
+            )
+
+    def close(self) -> None:
+        """Stop the worker after the batch it is decoding."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # ---- the worker's side ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            first = self._pending.popleft() if self._pending else self._queue.get()
+            if first is None:
+                return
+            batch = [first] if first.direct else self._gather(first)
+            if self.metrics:
+                self.metrics.queue_depth.dec(len(batch))
+            batch = [j for j in batch if not j.cancelled.is_set() or j.out.put(_END)]
+            if not batch:
+                continue
+            started = time.monotonic()
+            try:
+                self._run_direct(batch[0]) if batch[0].direct else self._run_batch(batch)
+            except BaseException as exc:  # every waiting caller gets the error; the worker lives on
+                log.exception("batch of %d failed", len(batch))
+                for job in batch:
+                    job.out.put(exc)
+            if self.metrics:
+                self.metrics.observe_batch(batch, time.monotonic() - started)
+
+    def _gather(self, first: Job) -> list[Job]:
+        """`first` plus waiting jobs that decode the same way, up to max_batch; others stay pending in order."""
+        deadline = time.monotonic() + self.max_wait
+        batch, skipped = [first], []
+        while len(batch) < self.max_batch:
+            if self._pending:
+                job = self._pending.popleft()
+            else:
+                try:
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            if job is None:  # close(): finish this batch first
+                skipped.append(job)
+                break
+            (batch if not job.direct and job.key == first.key else skipped).append(job)
+        self._pending.extendleft(reversed(skipped))
+        return batch
+
+    def _run_direct(self, job: Job) -> None:
+        d = job.direct or {}
+        kwargs = {"tools": d["tools"]} if d["tools"] else {}
+        pieces = self.backend.generate(d["messages"], images=d["images"], adapter=job.adapter, **kwargs, **d["gen"])
+        job.batch_size = 1
+        try:
+            for piece in pieces:
+                if job.cancelled.is_set():
+                    break
+                job.completion_tokens += 1  # pieces, not tokens: the backend's streamer does not count them
+                job.out.put(piece)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close:
+                close()
+        job.out.put(_END)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        from transformers import StoppingCriteriaList
+
+        backend = self.backend
+        inputs = _tokenize(backend, [j.text for j in jobs], [img for j in jobs for img in j.images])
+        for job, length in zip(jobs, inputs["attention_mask"].sum(dim=1).tolist()):
+            job.prompt_tokens, job.batch_size = int(length), len(jobs)
+        rows = _Rows(backend.tokenizer, jobs, _eos_ids(backend))
+        kwargs = _decode_kwargs(jobs, backend.tokenizer)
+        if backend.adapters.names:  # a PeftModel: name each row's adapter (peft's mixed-batch LoRA forward)
+            kwargs["adapter_names"] = [j.adapter or BASE_ROW for j in jobs]
+        lock = getattr(backend, "_lock", None) or threading.Lock()  # shared with the backend's own generate()
+        with lock:
+            _seed_free_generate(backend.adapters.model, inputs, kwargs, rows, StoppingCriteriaList([rows.criterion()]))
+        rows.end()
+
+
+def _seed_free_generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "_Rows", stopping: Any) -> None:
+    import torch
+
+    with torch.inference_mode():
+        model.generate(**inputs, **kwargs, streamer=rows, stopping_criteria=stopping)
+
+
+def _tokenize(backend: Any, texts: list[str], images: list[Any]) -> Any:
+    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt)."""
+    tok = backend.tokenizer
+    side, pad = tok.padding_side, tok.pad_token
+    tok.padding_side = "left"
+    tok.pad_token = pad if pad is not None else tok.eos_token
+    try:
+        if images:
+            inputs = backend.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        else:
+            inputs = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tok.padding_side, tok.pad_token = side, pad
+    return inputs.to(backend.model.device)
+
+
+def _decode_kwargs(jobs: list[Job], tok: Any) -> dict[str, Any]:
+    o = jobs[0].options  # every job of a batch shares the decoding rule (Job.key)
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max(j.options.max_new_tokens for j in jobs),
+        "repetition_penalty": o.repetition_penalty,
+        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    }
+    if o.temperature > 0:
+        kwargs.update(do_sample=True, temperature=o.temperature, top_p=o.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def _eos_ids(backend: Any) -> set[int]:
+    ids = backend.model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    if backend.tokenizer.eos_token_id is not None:
+        ids.add(backend.tokenizer.eos_token_id)
+    return ids
+
+
+class _Rows:
+    """A transformers streamer for a whole batch: each step's tokens go to their rows' callers as text.
+
+    `put` receives the prompt once, then one token per row per step; a row ends at an end token, its own
+    `max_new_tokens`, or its caller's cancellation (`criterion()` tells `generate` which rows are done)."""
+
+    def __init__(self, tokenizer: Any, jobs: list[Job], eos: set[int]) -> None:
+        self.tok, self.jobs, self.eos = tokenizer, jobs, eos
+        self.ids: list[list[int]] = [[] for _ in jobs]
+        self.sent = [""] * len(jobs)
+        self.done = [False] * len(jobs)
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for i, token in enumerate(value.reshape(-1).tolist()):
+            if self.done[i]:
+                continue
+            job = self.jobs[i]
+            if job.cancelled.is_set():
+                self._finish(i, "cancelled")
+            elif token in self.eos:
+                self._finish(i, "stop")
+            else:
+                self.ids[i].append(token)
+                self._emit(i)
+                if len(self.ids[i]) >= job.options.max_new_tokens:
+                    self._finish(i, "length")
+
+    def end(self) -> None:
+        for i in range(len(self.jobs)):
+            if not self.done[i]:
+                self._finish(i, "length")
+
+    def criterion(self) -> Any:
+        from transformers import StoppingCriteria
+
+        rows = self
+
+        class _RowsDone(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+                import torch
+
+                flags = [d or j.cancelled.is_set() for d, j in zip(rows.done, rows.jobs)]
+                return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+        return _RowsDone()
+
+    def _emit(self, i: int) -> None:
+        text = self.tok.decode(self.ids[i], skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+            return
+        new = text[len(self.sent[i]):]
+        if new:
+            self.sent[i] = text
+            self.jobs[i].out.put(new)
+
+    def _finish(self, i: int, reason: str) -> None:
+        self.done[i] = True
+        job = self.jobs[i]
+        text = self.tok.decode(self.ids[i], skip_special_tokens=True)
+        if len(text) > len(self.sent[i]):
+            job.out.put(text[len(self.sent[i]):])
+        job.completion_tokens = len(self.ids[i])
+        if job.finish_reason == "stop" and reason == "length":
+            job.finish_reason = "length"
+        job.out.put(_END)
+
+
+class BatchedBackend:
+    """The backend as flows see it inside the server: `generate` goes through the batcher (so flow
+    requests share batches with chat requests); everything else is the backend's own."""
+
+    def __init__(self, backend: Any, batcher: Batcher, timeout: float | None = None) -> None:
+        self._backend = backend
+        self.batcher = batcher
+        self.timeout = timeout
+
+    def generate(self, messages: Sequence[Message], *, images: "Iterable[ImageInput]" = (),
+                 adapter: str | None = None, **gen: Any) -> Iterator[str]:
+        return iter(self.batcher.submit(messages, images=images, adapter=adapter, timeout=self.timeout, **gen))
+
+    def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
+        return "".join(self.generate(messages, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)

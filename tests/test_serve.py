@@ -1,0 +1,271 @@
+"""`mmagent serve`: a real uvicorn server on a free 127.0.0.1 port over a tiny random-weight LLaVA with two
+LoRA adapters, driven by the official `openai` client, LangChain's `ChatOpenAI`, plain HTTP, and the
+`OpenAICompatBackend` (model.id openai+http://...). Greedy answers over HTTP must equal the same model's
+answers computed in-process, adapter for adapter."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from conftest import tiny_config
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+HELLO = [{"role": "user", "content": "hello world"}]
+
+
+@pytest.fixture(scope="module")
+def config(tiny_llava_dir, tiny_adapters, tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve-data")
+    return tiny_config(tiny_llava_dir, **{"adapters.a": str(tiny_adapters["a"]), "adapters.b": str(tiny_adapters["b"]),
+                                          "paths.data": str(data)})
+
+
+@pytest.fixture(scope="module")
+def backend(config):
+    from mmagent.model.backend import HFVisionBackend
+
+    return HFVisionBackend(config)
+
+
+@pytest.fixture(scope="module")
+def server(config, backend):
+    from mmagent.serve.app import create_app
+    from mmagent.serve.limits import ServeSettings
+    from mmagent.serve.runner import BackgroundServer
+
+    with BackgroundServer(create_app(config, ServeSettings(served_name="tiny"), backend=backend)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def guarded(config, backend):
+    """Auth on, small limits: a 20 kB body, 8 tokens, 64x64 px images."""
+    from mmagent.serve.app import create_app
+    from mmagent.serve.limits import ServeSettings
+    from mmagent.serve.runner import BackgroundServer
+
+    settings = ServeSettings(api_key="s3cret", max_body_mb=0.02, max_tokens=8, max_image_pixels=64 * 64,
+                             served_name="tiny")
+    with BackgroundServer(create_app(config, settings, backend=backend)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def reference(backend, messages, model):
+    return backend.complete(messages, adapter=None if model == "tiny" else model)
+
+
+def data_url(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+# ---- OpenAI surface -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["tiny", "a", "b"])
+def test_openai_client_gets_each_models_greedy_answer(client, backend, model):
+    expected = reference(backend, HELLO, model)
+    answer = client.chat.completions.create(model=model, messages=HELLO)
+    assert answer.choices[0].message.content == expected
+    assert answer.choices[0].finish_reason == "length"  # the tiny model never ends before 12 tokens
+    assert answer.usage.completion_tokens == 12 and answer.usage.prompt_tokens > 0
+    stream = client.chat.completions.create(model=model, messages=HELLO, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # streamed, not one block
+    assert chunks[-1].usage.completion_tokens == 12
+
+
+def test_adapters_differ_so_the_comparison_means_something(backend):
+    assert len({reference(backend, HELLO, m) for m in ("tiny", "a", "b")}) == 3
+
+
+def test_langchain_chat_openai_pointed_at_the_server(server, backend):
+    langchain_openai = pytest.importorskip("langchain_openai")
+
+    chat = langchain_openai.ChatOpenAI(base_url=server.url + "/v1", api_key="unused", model="a", temperature=0,
+                                       max_retries=0)
+    assert chat.invoke("hello world").content == reference(backend, HELLO, "a")
+    assert "".join(c.content for c in chat.stream("hello world")) == reference(backend, HELLO, "a")
+
+
+def test_models_health_metrics(client, server):
+    models = {m.id: m for m in client.models.list()}
+    assert set(models) == {"tiny", "a", "b"} and models["a"].parent == "tiny"
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["adapters"] == ["a", "b"]
+    client.chat.completions.create(model="b", messages=HELLO)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'mmagent_requests_total{route="/v1/chat/completions",status="200"}' in metrics
+    assert 'mmagent_generated_tokens_total{adapter="b"}' in metrics and "mmagent_batch_rows_bucket" in metrics
+
+
+def test_unknown_model_and_unsupported_fields_are_4xx_naming_the_fix(client):
+    with pytest.raises(openai.NotFoundError, match="available: tiny, a, b"):
+        client.chat.completions.create(model="nope", messages=HELLO)
+    with pytest.raises(openai.BadRequestError, match="n=2"):
+        client.chat.completions.create(model="tiny", messages=HELLO, n=2)
+
+
+def test_image_as_data_url_equals_the_in_process_answer(client, backend, cat_photo):
+    from PIL import Image
+
+    image = Image.open(cat_photo).convert("RGB")
+    content = [{"type": "image_url", "image_url": {"url": data_url(image)}}, {"type": "text", "text": "Describe"}]
+    answer = client.chat.completions.create(model="a", messages=[{"role": "user", "content": content}])
+    expected = backend.complete([{"role": "user", "content": [{"type": "image", "image": image},
+                                                              {"type": "text", "text": "Describe"}]}], adapter="a")
+    assert answer.choices[0].message.content == expected
+
+
+def test_http_image_urls_are_refused_by_default(client):
+    content = [{"type": "image_url", "image_url": {"url": "http://example.com/cat.jpg"}}, {"type": "text", "text": "hi"}]
+    with pytest.raises(openai.BadRequestError, match="data URL") as info:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}])
+    assert info.value.body["code"] == "image_url_refused"
+
+
+def test_malformed_json_is_a_400_that_says_so(server):
+    response = httpx.post(server.url + "/v1/chat/completions", content=b'{"model": "tiny", "messages": [',
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]["message"]
+    response = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": "hi"})
+    assert response.status_code == 400 and "messages" in response.json()["error"]["message"]
+
+
+def test_embeddings_are_the_memory_embedders(server, config):
+    pytest.importorskip("sentence_transformers")
+    from mmagent.memory.embedder import get_embedder
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    result = client.embeddings.create(input=["office cat", "router reset"], model="default")
+    expected = get_embedder(config.memory.embedder).embed(["office cat", "router reset"])
+    assert len(result.data) == 2
+    for got, want in zip(result.data, expected):
+        assert got.embedding == pytest.approx(want, abs=1e-6)
+
+
+# ---- limits and auth ------------------------------------------------------------------------------------
+def test_auth_body_tokens_and_pixels_limits(guarded, cat_photo):
+    url = guarded.url + "/v1/chat/completions"
+    body = {"model": "tiny", "messages": HELLO}
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(guarded.url + "/health").status_code == 200  # liveness probes need no key
+    auth = {"Authorization": "Bearer s3cret"}
+    assert httpx.post(url, json=body, headers=auth).status_code == 200
+    big = httpx.post(url, json={**body, "messages": [{"role": "user", "content": "x" * 30_000}]}, headers=auth)
+    assert big.status_code == 413 and "over the server's limit" in big.json()["error"]["message"]
+    many = httpx.post(url, json={**body, "max_tokens": 9}, headers=auth)
+    assert many.status_code == 400 and many.json()["error"]["code"] == "max_tokens_over_limit"
+    from PIL import Image
+
+    content = [{"type": "image_url", "image_url": {"url": data_url(Image.new("RGB", (100, 100)))}}]
+    large = httpx.post(url, json={"model": "tiny", "messages": [{"role": "user", "content": content}]}, headers=auth)
+    assert large.status_code == 413 and large.json()["error"]["code"] == "image_too_large"
+
+
+def test_a_request_over_the_time_limit_times_out(backend):
+    from mmagent.serve.batching import Batcher, GenerationTimeout
+
+    batcher = Batcher(backend)
+    try:
+        with pytest.raises(GenerationTimeout, match="longer than the server's limit"):
+            "".join(batcher.submit(HELLO, timeout=1e-6))
+    finally:
+        batcher.close()
+
+
+# ---- flows --------------------------------------------------------------------------------------------
+def sse(response) -> list[dict]:
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            events.append(json.loads(line[6:]))
+    return events
+
+
+def test_classify_flow_streams_its_events(server):
+    with httpx.stream("POST", server.url + "/v1/flows/classify", json={"labels": ["yes", "no"], "text": "a cat"},
+                      timeout=120) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = sse(response)
+    assert events[-1]["type"] == "done" and events[-1]["data"]["prediction"]["label"] in ("yes", "no")
+
+
+def test_flow_input_errors_are_4xx(server):
+    assert httpx.post(server.url + "/v1/flows/nope", json={}).status_code == 404
+    response = httpx.post(server.url + "/v1/flows/classify", json={"labels": ["yes", "no"], "prompts": "/etc/passwd"})
+    assert response.status_code == 400 and "unknown field" in response.json()["error"]["message"]
+    response = httpx.post(server.url + "/v1/flows/classify", json={"labels": ["yes"], "text": "a"})
+    assert response.status_code == 400 and "two distinct labels" in response.json()["error"]["message"]
+
+
+def test_support_sessions_by_id(server):
+    for session, message in (("s1", "Where is order 1001?"), ("s2", "I want a refund"), ("s1", "hello again")):
+        with httpx.stream("POST", server.url + "/v1/flows/support", json={"message": message, "session": session},
+                          timeout=300) as response:
+            assert response.status_code == 200
+            assert sse(response)[-1]["type"] == "done"
+    s1 = httpx.get(server.url + "/v1/flows/support/sessions/s1").json()["history"]
+    s2 = httpx.get(server.url + "/v1/flows/support/sessions/s2").json()["history"]
+    said = lambda history: [turn["content"] for turn in history if turn["role"] == "user"]  # noqa: E731
+    assert said(s1) == ["Where is order 1001?", "hello again"] and said(s2) == ["I want a refund"]
+
+
+# ---- the OpenAI-compatible backend ------------------------------------------------------------------------
+def test_openai_compat_backend_on_mmagent_serve(server, backend, config, cat_photo):
+    from mmagent.errors import AdapterError
+    from mmagent.model import load_backend
+
+    remote = load_backend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1"}))
+    assert remote.adapters.names == ("a", "b") and remote.info().device == server.url + "/v1"
+    for adapter in (None, "a", "b"):
+        pieces = list(remote.generate(HELLO, adapter=adapter))
+        assert "".join(pieces) == backend.complete(HELLO, adapter=adapter) and len(pieces) > 1
+    assert remote.generate_batch([HELLO, HELLO], adapter="b") == [backend.complete(HELLO, adapter="b")] * 2
+    assert remote.complete(HELLO, images=[str(cat_photo)], adapter="a") == backend.complete(
+        HELLO, images=[str(cat_photo)], adapter="a")
+    with pytest.raises(AdapterError, match="serves: a, b"):
+        remote.generate(HELLO, adapter="c")
+
+
+def test_a_flow_runs_on_the_remote_backend_as_on_the_local_one(server, backend, config):
+    from mmagent.flows.base import answer_of, get_flow
+    from mmagent.flows.qa import QARequest
+    from mmagent.model import load_backend
+
+    remote_config = tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
+                                                    "paths.data": config.paths.data})
+    request = QARequest("What is in this picture?")
+    local = answer_of(get_flow("qa", config, backend).run(request))
+    remote = answer_of(get_flow("qa", remote_config, load_backend(remote_config)).run(QARequest("What is in this picture?")))
+    assert remote.answer == local.answer
+
+
+def test_classify_flow_on_the_remote_backend_scores_on_the_server(server, backend, config):
+    from mmagent.flows.base import answer_of, get_flow
+    from mmagent.flows.classify import ClassifyRequest
+    from mmagent.model import load_backend
+
+    remote_config = tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1"})
+    remote = load_backend(remote_config)
+    messages = [{"role": "user", "content": "Is it a cat?"}]
+    assert remote.score(messages, ["yes", "no"], adapter="a") == pytest.approx(
+        backend.score(messages, ["yes", "no"], adapter="a"), abs=1e-4)
+    request = lambda: ClassifyRequest(["yes", "no"], "a cat")  # noqa: E731
+    local = answer_of(get_flow("classify", config, backend).run(request())).data["prediction"]
+    there = answer_of(get_flow("classify", remote_config, remote).run(request())).data["prediction"]
+    assert there["label"] == local["label"] and there["confidence"] == pytest.approx(local["confidence"], abs=1e-4)

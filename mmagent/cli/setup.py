@@ -40,6 +40,6 @@ def setup(
         except ConfigError as exc:
             raise typer.BadParameter(str(exc), param_hint="--model") from exc
     for name in names:
-        path = ensure_model(name, cfg.paths.cache)
+        path = ensure_model(name, cfg.paths.cache, repair=True)  # a damaged earlier build is assembled again
         typer.echo(f"embedded:{name}: {path}")
     typer.echo("use one with: --model embedded:NAME (or model.id in mmagent.yaml); check with: mmagent doctor --offline")

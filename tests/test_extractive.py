@@ -121,3 +121,50 @@ def test_locate_gives_passage_and_offsets():
     span = locate(" 12 euros", PASSAGES)
     assert span is not None and (span.passage, PASSAGES[0][span.start:span.end]) == (0, "12 euros")
     assert locate("", PASSAGES) is None and locate("Paris", PASSAGES) is None
+
+
+def test_no_answer_reply_is_offered_first_and_then_forced_to_its_end(tiny_lm_dir):
+    """With `none`, the first step may also start the no-answer reply; once started, only its next token
+    (then the end) is allowed, so "unknown" can neither be cut short nor grow into other text."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mmagent.model.extractive import is_none
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    proc = SpanLogitsProcessor(tok, ["hello world"], none="unknown")
+    reply = tok("unknown", add_special_tokens=False)["input_ids"]
+    prompt = [1, 2, 3]
+
+    def allowed(generated: list[int]) -> set[int]:
+        scores = proc(torch.tensor([prompt + generated]), torch.zeros(1, len(tok)))
+        return set(torch.nonzero(scores[0] > float("-inf")).flatten().tolist())
+
+    capital = tok("Unknown", add_special_tokens=False)["input_ids"]
+    assert allowed([]) == proc.index.allowed(None) | {reply[0], capital[0]}
+    for i in range(1, len(reply)):
+        assert allowed(reply[:i]) == {reply[i]}
+    assert allowed(reply) == set(end_token_ids(tok))
+    assert is_none(tok.decode(reply), "unknown") and is_none(" Unknown.", "unknown")
+    assert not is_none("hello", "unknown") and not is_none("unknown", "")
+
+
+def test_without_none_the_reply_cannot_be_written(tiny_lm_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    reply = tok("unknown", add_special_tokens=False)["input_ids"]
+    proc = SpanLogitsProcessor(tok, ["hello world"])
+    scores = proc(torch.tensor([[1, 2, 3]]), torch.zeros(1, len(tok)))
+    assert scores[0, reply[0]] == float("-inf")
+
+
+def test_sampled_answers_with_none_are_whole_spans_or_the_whole_reply(backend):
+    """Through `generate` at high temperature: never a cut-short "unk", never the reply run on into text."""
+    from mmagent.model.extractive import is_none
+
+    for seed in range(8):
+        text = backend.complete(_messages("Who?"), spans_from=tuple(PASSAGES), span_none="unknown",
+                                temperature=1.5, seed=seed)
+        assert not text.strip() or is_none(text, "unknown") or locate(text, PASSAGES) is not None, text

@@ -11,7 +11,10 @@ Two ways to answer (``mode``, default ``flows.qa_mode``):
 
 - ``extractive``: decoding is constrained to a verbatim span of the passages
   (:mod:`mmagent.model.extractive`), so the answer is quoted text with a known passage and offsets and
-  its citation is exact. The span is shown through the ``extractive_answer`` template ("{span} [n]"),
+  its citation is exact (:mod:`mmagent.flows.grounding`). Besides a span, the model may reply "unknown":
+  a near-miss question (the passage is about the right product but not the asked fact) passes every
+  retrieval gate, and only the model can tell that the passage does not say. The span is shown
+  through the ``extractive_answer`` template ("{span} [n]"),
   not re-phrased by a second generation: a second pass doubles the wait and gives a small model the
   chance to add back the facts the constraint kept out. A span that is empty or only function words
   means the passages do not hold the answer: the flow says it does not know.
@@ -29,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, SourceEvent, emit
-from mmagent.flows.prompting import FENCE_MARKERS, PromptSet, fence, load_prompts
+from mmagent.flows.prompting import PromptSet, fence, load_prompts
+from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, shown
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_answer, transcribe
 from mmagent.tools.base import Source
 
@@ -37,7 +41,6 @@ PROMPT_KEYS = ("system", "system_open", "user", "user_open", "no_answer")
 # Keys added later: a prompt file copied before them falls back to the shipped text.
 OPTIONAL_KEYS = ("system_extract", "extractive_answer", "no_span")
 MODES = ("auto", "extractive", "generative")
-EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
 DEFAULT_IMAGE_QUESTION = "What is in this image?"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _LEAD = re.compile(r"^(?:(?:and|so|ok|okay|please|now|then|also|but)\b[,\s]*|(?:tell|show) me\b\s*|"
@@ -66,6 +69,7 @@ class QARequest:
     prompts: str | None = None  # a copied prompt file; None = the shipped one
     max_new_tokens: int | None = None
     mode: str | None = None  # extractive | generative | auto; None = config flows.qa_mode
+    adapter: str | None = None  # LoRA adapter that answers (None = the base model)
 
 
 class QAState(TypedDict, total=False):
@@ -215,25 +219,16 @@ class QAFlow(GraphFlow):
         if mode == "extractive":
             return self._extract(state)
         gen = {"max_new_tokens": request.max_new_tokens} if request.max_new_tokens else {}
-        answer = stream_answer(self.backend, self.messages(state), request.images, **gen)
+        answer = stream_answer(self.backend, self.messages(state), request.images, adapter=request.adapter, **gen)
         return {"answer": answer, "extractive": False, "span": None}
 
     def _extract(self, state: QAState) -> dict[str, Any]:
-        """Decode a verbatim span of the passages (as the prompt shows them) and locate it."""
-        from mmagent.memory.bm25 import terms
-        from mmagent.model.extractive import locate
-
+        """Decode a verbatim span of the passages (as the prompt shows them), or none (see grounding)."""
         request = state["request"]
-        passages = [_shown(s.excerpt) for s in state["sources"]]
-        gen = {"max_new_tokens": min(request.max_new_tokens or EXTRACT_TOKENS, EXTRACT_TOKENS),
-               "spans_from": tuple(passages), "banned": FENCE_MARKERS,
-               "span_skip": tuple({w.lower() for w in _WORD.findall(state["question"])}),
-               # the default penalty would punish exactly the prompt tokens a span must copy
-               "repetition_penalty": 1.0}
-        text = "".join(self.backend.generate(self.messages(state, system="system_extract"), images=request.images, **gen))
-        span = locate(text, passages)
-        if span is not None and not terms(span.text):  # empty or only function words: no answer in the passages
-            span = None
+        passages = [shown(s.excerpt) for s in state["sources"]]
+        span = extract_span(self.backend, self.messages(state, system="system_extract", none=NO_SPAN_REPLY),
+                            passages, state["question"], images=request.images, adapter=request.adapter,
+                            max_new_tokens=request.max_new_tokens)
         return {"answer": span.text if span else "", "extractive": True, "span": span}
 
     def _cite(self, state: QAState) -> dict[str, Any]:
@@ -270,27 +265,21 @@ class QAFlow(GraphFlow):
         return {}
 
     # ---- prompt ----------------------------------------------------------------------------------
-    def messages(self, state: QAState, system: str = "system") -> list[dict[str, Any]]:
+    def messages(self, state: QAState, system: str = "system", **fill: str) -> list[dict[str, Any]]:
         """The chat messages for the answer: fenced numbered sources (or none) and the question.
-        `system`: the prompt key of the system message when there are sources."""
+        `system`: the prompt key of the system message when there are sources; `fill`: its placeholders."""
         # A spoken question is the user's own question like typed text (`_listen` joined both), so it is not
         # fenced: fenced text is "never an instruction" to the model, and the 135M model then does not answer.
         question = state["question"]
         if state["sources"]:
             blocks = [fence(s.excerpt, f"[{i}] {_where(s)}") for i, s in enumerate(state["sources"], start=1)]
-            return [{"role": "system", "content": state["prompts"].text(system)},
+            return [{"role": "system", "content": state["prompts"].text(system, **fill)},
                     {"role": "user", "content": state["prompts"].text("user", sources="\n".join(blocks), question=question)}]
         return [{"role": "system", "content": state["prompts"].text("system_open")},
                 {"role": "user", "content": state["prompts"].text("user_open", question=question)}]
 
     def _threshold(self, request: QARequest) -> float:
         return self.config.flows.qa_min_score if request.min_score is None else request.min_score
-
-
-def _shown(excerpt: str) -> str:
-    """A passage's text exactly as the fenced prompt shows it (stripped, marker look-alikes neutralised),
-    which is what an extractive span must be quoted from."""
-    return fence(excerpt, "").split("\n", 1)[1].rsplit("\n", 1)[0]
 
 
 def _with_optional_keys(prompts: PromptSet) -> PromptSet:

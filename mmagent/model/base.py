@@ -29,6 +29,7 @@ class GenerationOptions:
     banned: tuple[str, ...] = ()  # no output token may contain these (e.g. the flows' data-fence markers)
     spans_from: tuple[str, ...] = ()  # non-empty: the output is a verbatim span of one of these passages (mmagent.model.extractive)
     span_skip: tuple[str, ...] = ()  # words such a span may not start with (the question's own words)
+    span_none: str = ""  # a reply the model may write instead of a span: the passages do not answer
 
 
 @dataclass(frozen=True)

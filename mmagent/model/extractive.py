@@ -177,9 +177,14 @@ class SpanLogitsProcessor:
     One instance per `generate` call (it remembers each row's live occurrences). Works for batches: every
     row is constrained to the same passages. Once a row has written an end token, only end tokens
     follow (padding of a finished row never breaks the constraint).
+
+    `none` is a reply the model may write instead of a span ("unknown"): with it the model itself can
+    say that the passages do not answer. Without it, a near-miss question (the passage is about the
+    right product, but not the asked fact) always gets *some* span — the constraint forbids the words
+    that would refuse. :func:`is_none` recognises the reply.
     """
 
-    def __init__(self, tokenizer: Any, passages: Sequence[str], skip: Iterable[str] = ()) -> None:
+    def __init__(self, tokenizer: Any, passages: Sequence[str], skip: Iterable[str] = (), none: str = "") -> None:
         if not any(p.strip() for p in passages):
             raise ValueError("extractive decoding needs at least one non-empty passage; got none. "
                              "Retrieve passages first, or generate without `spans_from`.")
@@ -187,9 +192,13 @@ class SpanLogitsProcessor:
         if not self.index.end_ids:
             raise ValueError(f"the tokenizer has no end-of-answer token (looked for eos and {END_TOKENS}); "
                              "extractive decoding cannot stop an answer.")
+        # the reply as given and capitalised: a model starting its answer often prefers "Unknown"
+        self.nones = [_encode(tokenizer, v)[0] for v in dict.fromkeys((none, none[:1].upper() + none[1:]))] \
+            if none.strip() else []
         self._prompt_length: int | None = None
         self._live: list[Any] = []
         self._ended: list[bool] = []
+        self._said: list[list[int]] = []  # each row's tokens so far (for the no-answer reply)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -197,21 +206,31 @@ class SpanLogitsProcessor:
         rows = input_ids.shape[0]
         if self._prompt_length is None:
             self._prompt_length = input_ids.shape[1]
-            self._live, self._ended = [None] * rows, [False] * rows
+            self._live, self._ended, self._said = [None] * rows, [False] * rows, [[] for _ in range(rows)]
         else:
             for row in range(rows):
                 self._step(row, int(input_ids[row, -1]))
         mask = torch.full_like(scores, float("-inf"))
         for row in range(rows):
-            allowed = self.index.end_ids if self._ended[row] else sorted(self.index.allowed(self._live[row]))
+            allowed = self.index.end_ids if self._ended[row] else sorted(self._allowed(row))
             ids = torch.tensor([t for t in allowed if t < scores.shape[1]], dtype=torch.long)
             mask[row, ids] = 0.0
         return scores + mask
+
+    def _allowed(self, row: int) -> set[int]:
+        """The span tokens, plus the next token of the no-answer reply while the row is still writing it."""
+        said = self._said[row]
+        allowed = self.index.allowed(self._live[row]) if self._live[row] is None or self._live[row] else set()
+        for reply in self.nones:
+            if said == reply[:len(said)]:
+                allowed |= set(self.index.end_ids) if len(said) == len(reply) else {reply[len(said)]}
+        return allowed or set(self.index.end_ids)
 
     def _step(self, row: int, token: int) -> None:
         if self._ended[row] or token in self.index.end_ids:
             self._ended[row] = True
             return
+        self._said[row].append(token)
         self._live[row] = self.index.advance(self._live[row], token)
 
 
@@ -262,6 +281,11 @@ def end_token_ids(tokenizer: Any) -> list[int]:
     vocab = tokenizer.get_vocab()
     ids.update(vocab[t] for t in END_TOKENS if t in vocab)
     return sorted(ids)
+
+
+def is_none(answer: str, none: str) -> bool:
+    """Whether a constrained answer is the no-answer reply `none` rather than a span."""
+    return bool(none.strip()) and answer.strip().strip(".").lower() == none.strip().lower()
 
 
 def locate(answer: str, passages: Sequence[str]) -> Span | None:

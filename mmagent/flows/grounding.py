@@ -1,0 +1,64 @@
+"""Answers quoted from passages: the extractive step the qa and support flows share.
+
+The model is asked for the shortest phrase that answers, and decoding is constrained to verbatim spans
+of the passages (:mod:`mmagent.model.extractive`), so whatever it writes is text a passage holds, with a
+known passage and offsets. It may also write :data:`NO_SPAN_REPLY` instead: a near-miss question (the
+passage is about the right product, but not the asked fact) passes every retrieval gate, and only the
+model reading the passage can tell that it does not say. A span of function words only counts as no
+answer too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mmagent.images import ImageInput
+from mmagent.model.extractive import Span, is_none, locate
+from mmagent.flows.prompting import FENCE_MARKERS, fence
+
+NO_SPAN_REPLY = "unknown"  # what an extractive prompt tells the model to write when the passages do not say
+EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
+_WORD = re.compile(r"[^\W_]+")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+
+
+def shown(excerpt: str) -> str:
+    """A passage's text exactly as a fenced prompt shows it (stripped, marker look-alikes neutralised),
+    which is what an extractive span must be quoted from."""
+    return fence(excerpt, "").split("\n", 1)[1].rsplit("\n", 1)[0]
+
+
+def extract_span(backend: Any, messages: list[dict[str, Any]], passages: Sequence[str], question: str, *,
+                 images: Iterable[ImageInput] = (), adapter: str | None = None,
+                 max_new_tokens: int | None = None) -> Span | None:
+    """The answer to `question` as a verbatim span of `passages` (as :func:`shown` renders them), or
+    None when the model says they do not hold it. `messages` must show the passages and tell the model
+    to reply NO_SPAN_REPLY when they do not answer."""
+    from mmagent.memory.bm25 import terms
+
+    gen = {"max_new_tokens": min(max_new_tokens or EXTRACT_TOKENS, EXTRACT_TOKENS),
+           "spans_from": tuple(passages), "banned": FENCE_MARKERS, "span_none": NO_SPAN_REPLY,
+           # an answer restates what the question does not already say
+           "span_skip": tuple({w.lower() for w in _WORD.findall(question)}),
+           # the default penalty would punish exactly the prompt tokens a span must copy
+           "repetition_penalty": 1.0}
+    text = "".join(backend.generate(messages, images=images, adapter=adapter, **gen))
+    if is_none(text, NO_SPAN_REPLY):
+        return None
+    span = locate(text, passages)
+    if span is None or not terms(span.text):  # empty or only function words: no answer in the passages
+        return None
+    return span
+
+
+def sentence_of(span: Span, passages: Sequence[str]) -> str:
+    """The whole sentence of its passage that holds `span`, verbatim: a reply that reads as a sentence
+    and still says nothing the passage does not."""
+    text = passages[span.passage]
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, span.start)]
+    start = starts[-1] if starts else 0
+    end_match = _SENTENCE_END.search(text, span.end)
+    end = end_match.end() if end_match else len(text)
+    return text[start:end].strip()

@@ -104,3 +104,50 @@ def test_three_turn_conversation_acts_on_the_order_named_in_the_first(flow_cfg, 
     refused = [e for e in unnamed[-1] if isinstance(e, ToolResultEvent) and e.name == "lookup_order"]
     assert "order number" in done.answer and refused and not any(e.ok for e in refused), done
     flow.close()
+
+
+# ---- the shop's rules the model cannot bend: the return window and the customer's own amount ---------------
+def test_a_refund_after_the_return_window_is_denied_with_the_dates(tools):
+    from datetime import date
+
+    from mmagent.flows.support_policy import Policy
+
+    policy, db = Policy.load(), tools["create_ticket"].db
+    assert db.today() == date(2026, 11, 30)  # the demo shop's own day: the demo does not age
+    late = {"order_id": 1011, "kind": "refund", "summary": "towels"}  # delivered 2026-08-07
+    decision = policy.check("create_ticket", late, 5, db, named_orders=[1011], today=db.today())
+    assert decision.verdict == "deny" and "2026-08-07" in decision.reason and "30 days" in decision.reason
+    damaged = {**late, "kind": "damaged"}  # the window limits refunds, not damage reports
+    assert policy.check("create_ticket", damaged, 5, db, named_orders=[1011], today=db.today()).verdict == "allow"
+    fresh = {"order_id": 1007, "kind": "refund", "summary": "dent"}  # delivered 2026-11-24, 32.50
+    assert policy.check("create_ticket", fresh, 4, db, named_orders=[1007], today=db.today()).verdict == "allow"
+    assert policy.check("create_ticket", fresh, 4, db, named_orders=[1007], today=date(2027, 1, 1)).verdict == "deny"
+
+
+def test_a_database_without_the_shop_day_counts_to_the_real_date(tmp_path):
+    import sqlite3
+    from datetime import date
+
+    from mmagent.flows.support_tools import SupportDB
+
+    path = tmp_path / "real.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, turn INTEGER)").connection.commit()
+    assert SupportDB(path).today() == date.today()
+
+
+def test_the_refund_amount_is_the_one_the_customer_wrote():
+    from mmagent.flows.support import conversation_amounts
+    from mmagent.flows.support_policy import Policy, find_amounts
+
+    assert find_amounts("I accept a partial refund of 30 euros instead") == [30.0]
+    assert find_amounts("order 1024, 29.90 euros; €16 or 16 EUR") == [29.9, 16.0]
+    assert find_amounts("refund order 1006 please") == []
+    refund = {"order_id": 1012, "kind": "refund", "summary": "scratched"}
+    assert Policy.bind_amount(refund, [30.0])["amount"] == 30.0  # the model left it out
+    assert Policy.bind_amount({**refund, "amount": 189.0}, [30.0])["amount"] == 30.0  # or wrote another
+    assert "amount" not in Policy.bind_amount({**refund, "amount": 12.0}, [])  # nobody said 12: the order's total
+    assert Policy.bind_amount({**refund, "amount": 16.0}, [16.0, 20.0])["amount"] == 16.0
+    assert Policy.bind_amount({**refund, "kind": "damaged", "amount": 5.0}, [30.0])["amount"] == 5.0
+    history = [{"role": "user", "content": "The purifier from order 1012 is scratched, 30 euros back is fine"},
+               {"role": "assistant", "content": "Order 1012: Brisa air purifier, 189.00 EUR"}]
+    assert conversation_amounts({"message": "yes do it", "history": history}) == [30.0]

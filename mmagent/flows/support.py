@@ -29,7 +29,7 @@ from typing import Annotated, Any, ClassVar, TypedDict
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, HandoffEvent, SourceEvent, ToolResultEvent, emit
 from mmagent.flows.prompting import PromptSet, fence, load_prompts
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_guarded, transcribe
-from mmagent.flows.support_policy import Policy, find_emails, find_order_ids
+from mmagent.flows.support_policy import Policy, find_amounts, find_emails, find_order_ids
 from mmagent.flows.support_tools import SupportDB, demo_db_path, support_tools
 
 PROMPT_KEYS = ("system", "plan", "answer", "knowledge", "voice", "reply_need_identity", "reply_verified",
@@ -200,14 +200,16 @@ class SupportFlow(GraphFlow):
         except Exception as exc:  # ToolError: the arguments do not match the tool's schema
             _refused(call["name"], call["id"], str(exc), state["request"]["session"])
             return self._failed(state, "invalid tool arguments")
+        if call["name"] == "create_ticket":  # the refund amount is the customer's word, not the model's
+            call = {**call, "args": policy.bind_amount(call["args"], conversation_amounts(state))}
         decision = policy.check(call["name"], call["args"], state.get("customer_id"), self.db,
-                                named_orders=conversation_orders(state))
+                                named_orders=conversation_orders(state), today=self.db.today())
         if decision.verdict == "allow":
-            return {"next": "act"}
+            return {"next": "act", "call": call}
         _refused(call["name"], call["id"], f"policy: {decision.reason}", state["request"]["session"])
         if decision.verdict == "identify":
             return {"next": "__end__", **self._say_and_finish(state, "reply_need_identity")}
-        if decision.verdict == "confirm":  # an order the customer did not name: ask, never act on a guess
+        if decision.verdict in ("confirm", "deny"):  # ask which order (never act on a guess), or say the rule
             return {"next": "__end__", **self._finish(state, self._p(state).text("reply_refused", reason=decision.reason))}
         if decision.verdict == "handoff":
             return {"next": "handoff", "reason": decision.reason}
@@ -325,9 +327,18 @@ def conversation_orders(state: SupportState) -> list[int]:
     """The order numbers the customer wrote: in this message, else in their latest earlier message that
     named any ("order 1001 arrived cracked" … "ana@example.com" … "yes, refund it" acts on 1001).
     Only the customer's own words count: never the assistant's replies or tool results."""
+    return _latest_written(state, find_order_ids)
+
+
+def conversation_amounts(state: SupportState) -> list[float]:
+    """The amounts of money the customer wrote, found the way :func:`conversation_orders` finds orders."""
+    return _latest_written(state, find_amounts)
+
+
+def _latest_written(state: SupportState, find: Any) -> list[Any]:
     earlier = [m["content"] for m in state.get("history", []) if m.get("role") == "user"]
     for text in [state.get("message", ""), *reversed(earlier)]:
-        found = find_order_ids(text)
+        found = find(text)
         if found:
             return found
     return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import date
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -77,6 +78,16 @@ class SupportDB:
         db = sqlite3.connect(self.path)
         db.row_factory = sqlite3.Row
         return db
+
+    def today(self) -> date:
+        """The date the shop's rules count to: the demo database's own day (its orders are from November
+        2026, so the demo and its evals do not age), else — a real database — the real date."""
+        with closing(self._connect()) as db:
+            try:
+                row = db.execute("SELECT today FROM shop").fetchone()
+            except sqlite3.OperationalError:  # no shop table: a real database, or a demo seeded before it
+                row = None
+        return date.fromisoformat(row[0]) if row else date.today()
 
     def customer_by_email(self, email: str) -> Customer | None:
         with closing(self._connect()) as db:

@@ -26,8 +26,13 @@ CREATE TABLE tickets (
     attachment TEXT,
     status TEXT NOT NULL DEFAULT 'open',
     session TEXT,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    turn INTEGER  -- the conversation turn that filed it: a turn retried after a crash files nothing twice
 );
+-- The demo shop's present day: refund windows count to it, so the demo and its evals do not age. A
+-- database without this table (a real one) counts to the real date.
+CREATE TABLE shop (today TEXT NOT NULL);
+INSERT INTO shop (today) VALUES ('2026-11-30');
 INSERT INTO customers (id, name, email, city) VALUES
     (1, 'Ana Lima', 'ana@example.com', 'Porto'),
     (2, 'Ben Okafor', 'ben@example.com', 'Leeds'),

@@ -7,12 +7,11 @@ parts load on first use, so a fully cached rerun loads nothing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from mmagent.errors import MMAgentError
 from mmagent.evals.dataset import EvalExample, load_corpus
@@ -38,17 +37,6 @@ def postprocess(text: str, how: str) -> str:
     if how == "first_sentence":
         return _SENTENCE.split(text, maxsplit=1)[0].strip()
     return text
-
-
-@contextlib.contextmanager
-def active_adapter(backend: Any, name: Optional[str]) -> Iterator[None]:
-    """Make `name` the backend's active adapter for a block (flows use the active one)."""
-    previous = backend.adapters.active
-    backend.adapters.activate(name)
-    try:
-        yield
-    finally:
-        backend.adapters.activate(previous)
 
 
 class Predictor:
@@ -97,10 +85,7 @@ class ModelPredictor(Predictor):
         if fields:  # extractive decoding: each answer quotes its own example's text, so one at a time
             return [postprocess(self._quote(ex, fields, gen), self.suite.postprocess) for ex in batch]
         conversations = [self.messages(ex) for ex in batch]
-        if hasattr(self.backend, "generate_batch"):
-            texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
-        else:  # any ModelBackend: one request at a time
-            texts = ["".join(self.backend.generate(c, adapter=self.adapter, **gen)) for c in conversations]
+        texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
         return [postprocess(t, self.suite.postprocess) for t in texts]
 
 
@@ -170,9 +155,9 @@ class ClassifyPredictor(Predictor):
         from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
 
         flow = ClassifyFlow(self.config, self.backend)
-        with active_adapter(self.backend, self.adapter):
-            return [flow.predict(ClassifyRequest(list(self.suite.labels), ex.document or ex.question, ex.image)).label
-                    for ex in batch]
+        return [flow.predict(ClassifyRequest(list(self.suite.labels), ex.document or ex.question, ex.image,
+                                             adapter=self.adapter)).label
+                for ex in batch]
 
 
 class FusionPredictor(Predictor):
@@ -219,21 +204,21 @@ class PipelinePredictor(Predictor):
             self._flow = QAFlow(config, self.backend)
         out = []
         gen = self.suite.decoding.get("max_new_tokens")
-        with active_adapter(self.backend, self.adapter):
-            for ex in batch:
-                request = QARequest(question=ex.question, audio=[ex.audio] if ex.audio else [],
-                                    collection=self._collection, k=max(self.suite.ks), max_new_tokens=gen)
-                ranked, done = [], None
-                for event in self._flow.run(request):
-                    if isinstance(event, SourceEvent):
-                        ranked.append(event.source.uri)
-                    elif isinstance(event, DoneEvent):
-                        done = event
-                data = done.data if done else {}
-                answer = _CITE.sub("", postprocess(done.answer if done else "", self.suite.postprocess)).strip()
-                answered = bool(data.get("answered", True)) and not _DECLINED.match(answer)
-                out.append({"transcript": data.get("transcript", ""), "ranked": ranked, "answer": answer,
-                            "answered": answered})
+        for ex in batch:
+            request = QARequest(question=ex.question, audio=[ex.audio] if ex.audio else [],
+                                collection=self._collection, k=max(self.suite.ks), max_new_tokens=gen,
+                                adapter=self.adapter)
+            ranked, done = [], None
+            for event in self._flow.run(request):
+                if isinstance(event, SourceEvent):
+                    ranked.append(event.source.uri)
+                elif isinstance(event, DoneEvent):
+                    done = event
+            data = done.data if done else {}
+            answer = _CITE.sub("", postprocess(done.answer if done else "", self.suite.postprocess)).strip()
+            answered = bool(data.get("answered", True)) and not _DECLINED.match(answer)
+            out.append({"transcript": data.get("transcript", ""), "ranked": ranked, "answer": answer,
+                        "answered": answered})
         return out
 
 
@@ -270,18 +255,21 @@ class SupportPredictor(Predictor):
         calls, handoff, answer, evidence = [], False, "", []
         gen = self.suite.decoding.get("max_new_tokens")
         try:
-            with active_adapter(self.backend, self.adapter):
-                for message in ex.extra.get("messages") or [ex.question]:
-                    for event in flow.run(SupportRequest(message=message, session=ex.id, max_new_tokens=gen)):
-                        if isinstance(event, ToolResultEvent) and event.ok:
-                            calls.append(event.name)
-                            evidence.append(event.text or "")  # what the reply may state (faithfulness)
-                        elif isinstance(event, SourceEvent):
-                            evidence.append(event.source.excerpt)
-                        elif isinstance(event, HandoffEvent):
-                            handoff = True
-                        elif isinstance(event, DoneEvent):
-                            answer = event.answer
+            for message in ex.extra.get("messages") or [ex.question]:
+                request = SupportRequest(message=message, session=ex.id, max_new_tokens=gen, adapter=self.adapter)
+                for event in flow.run(request):
+                    # evidence: what the reply may state (faithfulness): tool results, refusals, passages and
+                    # the policy's own words in a hand-off ("over the 50.00 limit") are the flow's, not the model's
+                    if isinstance(event, ToolResultEvent):
+                        calls.extend([event.name] if event.ok else [])
+                        evidence.append(event.text or "")
+                    elif isinstance(event, SourceEvent):
+                        evidence.append(event.source.excerpt)
+                    elif isinstance(event, HandoffEvent):
+                        handoff = True
+                        evidence.append(event.reason)
+                    elif isinstance(event, DoneEvent):
+                        answer = event.answer
             tickets = [{k: t.get(k) for k in ("order_id", "kind", "amount", "status", "customer_id")}
                        for t in flow.db.tickets(session=ex.id)]
         finally:

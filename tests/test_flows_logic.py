@@ -152,7 +152,7 @@ def test_answers_without_marks_cite_the_passages_their_words_came_from():
 def test_classify_scores_are_label_likelihoods(cfg, tiny_llava_dir, cat_photo):
     import torch
 
-    from mmagent.flows.classify import ClassifyRequest, label_log_likelihoods
+    from mmagent.flows.classify import ClassifyRequest
     from mmagent.model import load_backend
 
     backend = load_backend(cfg)
@@ -164,7 +164,7 @@ def test_classify_scores_are_label_likelihoods(cfg, tiny_llava_dir, cat_photo):
     assert flow.predict(ClassifyRequest(labels, "a photo", str(cat_photo))) == prediction  # deterministic
     # the batched score of one label equals a plain forward over prompt + reply
     messages = [{"role": "user", "content": "Label:"}]
-    batched = label_log_likelihoods(backend, messages, ["red circle", "cat"])
+    batched = backend.score(messages, ["red circle", "cat"])
     full, _ = backend.render(messages + [{"role": "assistant", "content": "red circle"}], add_generation_prompt=False)
     prompt, _ = backend.render(messages)
     tok = backend.tokenizer

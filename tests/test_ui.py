@@ -145,14 +145,14 @@ def test_stop_ends_the_models_thread(ui_env, monkeypatch):
     from mmagent.flows.base import TokenEvent, get_flow
     from mmagent.flows.qa import QARequest
     from mmagent.model import load_backend
-    from mmagent.ui.resources import AdapterBound, stoppable
+    from mmagent.ui.resources import Stoppable, stoppable
 
     monkeypatch.setenv("MMAGENT_MODEL_MAX_NEW_TOKENS", "120")
     config = load_config()
     backend = load_backend(config)
     steps = []
     hook = backend.model.register_forward_hook(lambda *_: steps.append(1))
-    flow = get_flow("qa", config, AdapterBound(backend, None))
+    flow = get_flow("qa", config, Stoppable(backend))
 
     def run(stop_after: int | None) -> int:
         steps.clear()

@@ -5,6 +5,11 @@ schema of the keyword arguments), ``accepts`` (MIME types of files it can take) 
 Heavy work (loading a model) happens in :meth:`Tool.setup`, once, on the first call, never at import or
 construction, so listing tools is cheap. Calls are validated against ``inputs`` before ``setup`` runs.
 
+One tool instance serves every request of a process (a cached flow shares it between browser tabs and
+API calls), so nothing that belongs to one request is stored on it: who the call is for (session,
+verified customer, attachment, LoRA adapter) comes with each call as a :class:`ToolContext`, set by the
+flow from its request and never by the model.
+
 A tool registers through the ``mmagent.tools`` entry-point group (see :mod:`mmagent.tools.registry`);
 built-ins use the same mechanism as third-party packages.
 """
@@ -56,6 +61,20 @@ class ToolResult:
     sources: list[Source] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ToolContext:
+    """Per-call facts a flow knows and the model must not choose: passed to :meth:`Tool.__call__`.
+
+    `adapter`: the LoRA adapter of the request, for tools that call the model (None = the base model);
+    `session`: the conversation; `customer_id`: the customer the flow verified in code (None = not
+    verified); `attachment`: a file the user sent with this turn."""
+
+    session: str | None = None
+    adapter: str | None = None
+    customer_id: int | None = None
+    attachment: str | None = None
+
+
 class Tool(ABC):
     """Base class of every tool. Subclasses set the class attributes and implement :meth:`forward`.
 
@@ -68,6 +87,7 @@ class Tool(ABC):
     inputs: ClassVar[dict[str, Any]]
     accepts: ClassVar[frozenset[str]] = frozenset()
     output_type: ClassVar[str] = "string"
+    takes_context: ClassVar[bool] = False  # True: forward() also gets `context=` (a ToolContext)
 
     def __init__(self, config: "Config | None" = None) -> None:
         from mmagent.config import Config
@@ -147,13 +167,17 @@ class Tool(ABC):
             parts.append(f"`{key}` ({kind}{flag}): {prop.get('description', '')}")
         return "; ".join(parts) or "no arguments"
 
-    def __call__(self, **kwargs: Any) -> ToolResult:
+    def __call__(self, context: ToolContext | None = None, /, **kwargs: Any) -> ToolResult:
+        """Validate `kwargs` (the model's arguments), set up once, run. `context` is positional-only so
+        no tool input can be named like it; tools with `takes_context` get it as `forward(context=...)`."""
         self.validate_arguments(kwargs)
         if not self.is_initialized:
             with self._setup_lock:  # the UI and API may call one tool from several threads
                 if not self.is_initialized:
                     self.setup()
                     self.is_initialized = True
+        if self.takes_context:
+            kwargs["context"] = context if context is not None else ToolContext()
         result = self.forward(**kwargs)
         if not isinstance(result, ToolResult):
             raise TypeError(

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from mmagent.images import IMAGE_MIME_TYPES
-from mmagent.model.backend import ACTIVE
-from mmagent.tools.base import Source, Tool, ToolError, ToolResult
+from mmagent.tools.base import Source, Tool, ToolContext, ToolError, ToolResult
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
     from mmagent.config import Config
-    from mmagent.flows.prompting import PromptSet
+    from mmagent.prompting import PromptSet
     from mmagent.model.ocr import OcrLine
 
 TASKS = ("describe", "question", "read_text", "compare")
@@ -107,14 +106,15 @@ def look(
     request: VisionRequest,
     config: "Config",
     *,
-    adapter: str | None = ACTIVE,
+    adapter: str | None = None,
     prompts: "PromptSet | None" = None,
     **gen: Any,
 ) -> VisionRun:
     """Start `request` on the configured model; images are decoded and checked before the model loads.
 
     Raises ImageError for a missing, unreadable or over-limit image (decompression bombs included).
-    `gen` are generation options (max_new_tokens, temperature, ...).
+    `adapter`: the LoRA adapter to answer with (None = the base model); `gen` are generation options
+    (max_new_tokens, temperature, ...).
     """
     from mmagent.images import load_image
     from mmagent.model import load_backend
@@ -126,15 +126,14 @@ def look(
     # The embedded model's core already adds OCR text after each image; other models get it here.
     add_ocr = request.task == "read_text" and not getattr(backend, "ocr", False)
     messages = [{"role": "user", "content": _content(request, pictures, ocr if add_ocr else None, prompts)}]
-    kwargs = {} if adapter == ACTIVE else {"adapter": adapter}
-    pieces = backend.generate(messages, **kwargs, **gen)
+    pieces = backend.generate(messages, adapter=adapter, **gen)
     info = backend.info()
     return VisionRun(request, ocr, messages, pieces, model=info.model_id, precision=info.precision)
 
 
 def vision_prompts(path: str | Path | None = None) -> "PromptSet":
     """The shipped prompts/vision.yaml, or a user's edited copy at `path`."""
-    from mmagent.flows.prompting import load_prompts
+    from mmagent.prompting import load_prompts
 
     return load_prompts("vision", path, required=PROMPT_KEYS)
 
@@ -152,7 +151,7 @@ def _content(
     prompts: "PromptSet",
 ) -> list[dict[str, Any]]:
     """One user message: (label,) image, (OCR text,) ... then the instruction."""
-    from mmagent.flows.prompting import fence
+    from mmagent.prompting import fence
 
     parts: list[dict[str, Any]] = []
     for number, picture in enumerate(pictures, start=1):
@@ -205,6 +204,7 @@ class VisionTool(Tool):
     }
     accepts = IMAGE_MIME_TYPES
     output_type = "string"
+    takes_context = True  # the request's adapter
 
     def validate_arguments(self, arguments: dict[str, Any]) -> None:
         """The schema, then the rules that depend on the task (kept out of the schema so constrained
@@ -218,9 +218,9 @@ class VisionTool(Tool):
     def setup(self) -> None:
         self.prompts = vision_prompts()  # the model itself is the process-wide one, loaded on first use
 
-    def forward(self, task: str, **kwargs: Any) -> ToolResult:
+    def forward(self, task: str, context: ToolContext, **kwargs: Any) -> ToolResult:
         request = VisionRequest(task, _paths({"task": task, **kwargs}), kwargs.get("question"))
-        run = look(request, self.config, prompts=self.prompts)
+        run = look(request, self.config, adapter=context.adapter, prompts=self.prompts)
         answer = run.collect()
         sources = [_source(path, lines) for path, lines in zip(request.images, answer.ocr)]
         return ToolResult(text=answer.answer, data=answer, sources=sources)

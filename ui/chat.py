@@ -134,7 +134,7 @@ def _run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput, gen
         recorder = None
         try:
             flow = get_flow(conv.flow, conv.adapter)
-            request = build_request(conv.flow, turn, session=conv.id, collection=conv.collection)
+            request = build_request(conv.flow, turn, session=conv.id, collection=conv.collection, adapter=conv.adapter)
             recorder = TurnRecorder(flow.run(request), conv.flow, conv.adapter)
             with stoppable(generation.stop):
                 _stream(recorder)

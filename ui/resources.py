@@ -1,10 +1,11 @@
-"""What the UI process holds once: the config, the model backend, flows per (flow, adapter), ASR.
+"""What the UI process holds once: the config, the model backend, one instance of each flow, ASR.
 
 Everything heavy sits behind ``st.cache_resource``, so Streamlit's reruns (every click) reuse it and
-one model serves every browser tab. Switching the adapter never reloads the base: each flow gets a
-:class:`AdapterBound` view of the one backend that names its adapter on every generation call
-(``generate(adapter=...)`` selects it per request under the backend's lock), so two tabs using
-different adapters cannot switch each other's model mid-answer.
+one model and one flow instance serve every browser tab. Nothing of a tab's turn is stored on them: the
+adapter, session and collection travel in the flow's request (`turns.build_request`), and the backend
+selects the adapter per call under its own lock, so two tabs using different adapters or support
+sessions cannot switch each other's model or act under each other's identity. Switching the adapter
+never reloads the base.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from mmagent.flows.base import GraphFlow
 
 log = logging.getLogger("mmagent.ui")
-ACTIVE = "__active__"  # the backend's "no adapter argument given" marker (mmagent.model.backend.ACTIVE)
 # The Stop button's event for the turn being generated. LangGraph runs flow nodes in worker threads with a
 # copy of the caller's context, so the node that streams from the model sees the event of its own turn.
 STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("mmagent_ui_stop", default=None)
@@ -42,7 +42,7 @@ class GenerationStopped(MMAgentError):
 
 @contextlib.contextmanager
 def stoppable(stop: threading.Event) -> Iterator[threading.Event]:
-    """Within this block, generation through :class:`AdapterBound` ends soon after `stop` is set."""
+    """Within this block, generation through :class:`Stoppable` ends soon after `stop` is set."""
     token = STOP.set(stop)
     try:
         yield stop
@@ -144,35 +144,23 @@ def get_backend() -> Any:
         return _backend(config_key())
 
 
-class AdapterBound:
-    """The shared backend with one adapter (or None = base) named on every generation call."""
+class Stoppable:
+    """The shared backend, with generation that ends when the current turn's Stop event is set.
 
-    def __init__(self, backend: Any, adapter: str | None) -> None:
-        if adapter is not None:
-            backend.adapters.info(adapter)  # unknown name: AdapterError listing the loaded ones
+    It holds nothing of any request (the Stop event comes from the turn's context, see :func:`stoppable`);
+    everything else, adapters included, is the backend's own."""
+
+    def __init__(self, backend: Any) -> None:
         self._backend = backend
-        self.adapter = adapter
 
-    def _pick(self, adapter: Any) -> Any:
-        return self.adapter if adapter == ACTIVE else adapter
-
-    def generate(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
+    def generate(self, messages: Any, **kwargs: Any) -> Any:
         stop = STOP.get()
         if stop is not None and stop.is_set():
             raise GenerationStopped("stopped by the user")
-        pieces = self._backend.generate(messages, adapter=self._pick(adapter), **kwargs)
+        pieces = self._backend.generate(messages, **kwargs)
         return pieces if stop is None else _until_stopped(pieces, stop)
 
-    def generate_ids(self, messages: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
-        return self._backend.generate_ids(messages, adapter=self._pick(adapter), **kwargs)
-
-    def generate_batch(self, conversations: Any, *, adapter: Any = ACTIVE, **kwargs: Any) -> Any:
-        return self._backend.generate_batch(conversations, adapter=self._pick(adapter), **kwargs)
-
-    def complete(self, messages: Any, **kwargs: Any) -> str:
-        return "".join(self.generate(messages, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:  # processor, tokenizer, info(), render()...: the shared model's
+    def __getattr__(self, name: str) -> Any:  # generate_batch, score, info(), adapters, tokenizer...: the backend's
         return getattr(self._backend, name)
 
 
@@ -182,18 +170,21 @@ def adapter_names() -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
-def _flow(name: str, adapter: str | None, key: str) -> GraphFlow:
+def _flow(name: str, key: str) -> GraphFlow:
     from mmagent.flows.base import get_flow
 
-    return get_flow(name, get_config(), AdapterBound(_backend(key), adapter))
+    return get_flow(name, get_config(), Stoppable(_backend(key)))
 
 
 def get_flow(name: str, adapter: str | None) -> GraphFlow:
-    """Flow `name` on the shared model with `adapter`; a first use of an adapter is timed as a switch."""
-    get_backend()
+    """Flow `name` on the shared model, shared by every tab; `adapter` (which the caller puts in each
+    request) is checked here, and a change of adapter is timed as a switch."""
+    backend = get_backend()
     stats = load_stats()
     started = time.perf_counter()
-    flow = _flow(name, adapter, config_key())
+    if adapter is not None:
+        backend.adapters.info(adapter)  # unknown name: AdapterError listing the loaded ones
+    flow = _flow(name, config_key())
     seconds = time.perf_counter() - started
     if adapter != st.session_state.get("_last_adapter", adapter):
         with stats.lock:

@@ -45,21 +45,22 @@ class Generation:
         self.stop.set()
 
 
-def build_request(flow: str, turn: TurnInput, *, session: str, collection: str | None) -> Any:
-    """The request dataclass of `flow` for this turn (documents are summarized by `summarize` only)."""
+def build_request(flow: str, turn: TurnInput, *, session: str, collection: str | None, adapter: str | None) -> Any:
+    """The request dataclass of `flow` for this turn (documents are summarized by `summarize` only). It
+    carries everything of this tab's turn — session, adapter — since the flow instance is shared."""
     if flow == "qa":
         from mmagent.flows.qa import QARequest
 
-        return QARequest(question=turn.text, images=list(turn.images), collection=collection or None)
+        return QARequest(question=turn.text, images=list(turn.images), collection=collection or None, adapter=adapter)
     if flow == "support":
         from mmagent.flows.support import SupportRequest
 
         return SupportRequest(message=turn.text, session=session, images=list(turn.images),
-                              collection=collection or None)
+                              collection=collection or None, adapter=adapter)
     if flow == "summarize":
         from mmagent.flows.summarize import SummarizeRequest
 
-        return SummarizeRequest(paths=[*turn.documents, *turn.images], text=turn.text)
+        return SummarizeRequest(paths=[*turn.documents, *turn.images], text=turn.text, adapter=adapter)
     from mmagent.flows.base import FlowError
 
     raise FlowError(f"the chat UI runs the flows {', '.join(FLOW_LABELS.values())}; got {flow!r}.")

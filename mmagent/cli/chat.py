@@ -51,9 +51,7 @@ def chat(
     if interactive:
         typer.secho("loading the model…", err=True, dim=True)
     backend = load_backend(cfg)
-    if adapter is not None:
-        backend.adapters.activate(adapter)
-    session = ChatSession(backend, system=system, images=[str(p) for p in image or []])
+    session = ChatSession(backend, system=system, images=[str(p) for p in image or []], adapter=adapter)
     if question is not None:
         session.ask(question)
     elif not interactive:
@@ -68,13 +66,23 @@ def chat(
 
 
 class ChatSession:
-    """History within one session; images attach to the next question and stay in the history."""
+    """History within one session; images attach to the next question and stay in the history.
 
-    def __init__(self, backend, system: str | None = None, images: list[str] | None = None) -> None:
+    The session's adapter (None = the base model) is named on every request: the backend keeps no
+    current adapter, so another user of the same backend can never change this session's."""
+
+    def __init__(self, backend, system: str | None = None, images: list[str] | None = None,
+                 adapter: str | None = None) -> None:
         self.backend = backend
         self.system = system
         self.pending_images = list(images or [])
         self.messages: list[dict] = []
+        self.adapter = self._checked(adapter)
+
+    def _checked(self, adapter: str | None) -> str | None:
+        if adapter is not None:
+            self.backend.adapters.info(adapter)  # unknown name: AdapterError listing the loaded ones
+        return adapter
 
     def ask(self, question: str) -> str:
         content: list[dict] = [{"type": "image", "image": p} for p in self.pending_images]
@@ -82,7 +90,7 @@ class ChatSession:
         history = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
         turn = {"role": "user", "content": content}
         answer = []
-        for piece in self.backend.generate(history + [turn]):
+        for piece in self.backend.generate(history + [turn], adapter=self.adapter):
             answer.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -118,9 +126,8 @@ class ChatSession:
             self.pending_images.append(arg.strip())
             typer.secho(f"attached {arg.strip()}", dim=True, err=True)
         elif verb == "/adapter" and arg:
-            name = None if arg.strip() == "none" else arg.strip()
-            self.backend.adapters.activate(name)
-            typer.secho(f"adapter: {name or 'none'}", dim=True, err=True)
+            self.adapter = self._checked(None if arg.strip() == "none" else arg.strip())
+            typer.secho(f"adapter: {self.adapter or 'none'}", dim=True, err=True)
         elif verb == "/reset":
             self.messages, self.pending_images = [], []
             typer.secho("history cleared", dim=True, err=True)

@@ -77,10 +77,10 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
     from tqdm.auto import tqdm
 
     from mmagent.evals.metrics.classification import score_classification
-    from mmagent.finetune.lora import _backend, paired_difference
+    from mmagent.finetune.heldout import paired_difference, recipe_backend
     from mmagent.flows.classify import ClassifyFlow, ClassifyRequest
 
-    backend = _backend(recipe)
+    backend = recipe_backend(recipe)
     backend.adapters.load("trained", adapter_dir)
     flow = ClassifyFlow(backend=backend)
     flow.config.flows.classifier = None  # score with the VLM even if the config names a fusion classifier
@@ -89,17 +89,15 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
     scores: dict[str, Any] = {"scoring": recipe.data.scoring}
     arm_predictions: dict[str, dict[str, str]] = {}
     for arm, adapter in arms:
-        backend.adapters.activate(adapter)
         if recipe.data.scoring == "flow":
             predictions = {}
             for i, e in enumerate(tqdm(held_out, desc=f"scoring {arm}", disable=not progress, unit="ex")):
-                request = ClassifyRequest(list(labels), e.meta["text"], e.meta["image"])
+                request = ClassifyRequest(list(labels), e.meta["text"], e.meta["image"], adapter=adapter)
                 predictions[str(i)] = flow.predict(request).label
         else:
             predictions = dict(zip(references, _generated_labels(backend, held_out, labels, adapter, progress)))
         scores[arm] = _summary(score_classification(references, predictions), held_out, predictions)
         arm_predictions[arm] = predictions
-    backend.adapters.activate(None)
     if recipe.data.compare_base:
         blind = dict(zip(references, blind_predictions(train, held_out)))
         scores["blind_baseline"] = _summary(score_classification(references, blind), held_out, blind)
@@ -113,7 +111,7 @@ def evaluate_classifier(recipe: LoraRecipe, adapter_dir: Path, train: list[Examp
 
 def _hits(held_out: list[Example], predictions: dict[str, str]) -> dict[str, list[int]]:
     """1/0 per example (keys as in `references`), overall and per category."""
-    from mmagent.finetune.lora import hits_by_category
+    from mmagent.finetune.heldout import hits_by_category
 
     return hits_by_category((predictions[str(i)] == e.meta["label"] for i, e in enumerate(held_out)), held_out)
 

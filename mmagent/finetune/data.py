@@ -22,15 +22,11 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mmagent.errors import MMAgentError
+from mmagent.fusion.data import DataError, easy_vqa_category
 
 ROLES = {"system", "user", "assistant"}
 LLAVA_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 T = TypeVar("T")
-
-
-class DataError(MMAgentError, ValueError):
-    """A training file has problems; the message lists each with its line number."""
 
 
 @dataclass(frozen=True)
@@ -179,17 +175,6 @@ def read_jsonl(path: str | Path, check_images: bool = True) -> list[Example]:
     if not examples:
         raise DataError(f"{path} holds no examples.")
     return examples
-
-
-EASY_VQA_COLOURS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}
-EASY_VQA_SHAPES = {"circle", "rectangle", "triangle"}
-
-
-def easy_vqa_category(answer: str) -> str:
-    """easy-vqa's question types, read from the answer: shape, colour or yes/no."""
-    if answer in ("yes", "no"):
-        return "yes/no"
-    return "shape" if answer in EASY_VQA_SHAPES else "colour"
 
 
 def easy_vqa(split: str, limit: int | None = None, seed: int = 0) -> list[Example]:

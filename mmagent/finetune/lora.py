@@ -15,24 +15,15 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mmagent.finetune.data import Example, balance_categories, data_hash, load_examples
+from mmagent.finetune.heldout import hits_by_category, paired_difference, recipe_backend
 from mmagent.finetune.lora_recipe import LoraRecipe
 
 log = logging.getLogger(__name__)
-
-
-def _backend(recipe: LoraRecipe):
-    from mmagent.config import load_config
-    from mmagent.model.backend import HFVisionBackend
-
-    overrides = {"model.id": recipe.model.id, "model.quantization": recipe.model.quantization, "model.ocr": recipe.model.ocr}
-    config = load_config(overrides=overrides)
-    config.adapters = {}
-    return HFVisionBackend(config)
 
 
 class _EncodedDataset:
@@ -331,7 +322,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    backend = _backend(recipe)
+    backend = recipe_backend(recipe)
     t = recipe.train
     needed = t.max_steps * t.batch_size * t.grad_accum * _world_size() if t.max_steps > 0 else 0
     train_examples, eval_examples, labels = _load_data(recipe, needed)
@@ -399,7 +390,7 @@ def evaluate_adapter(recipe: LoraRecipe, adapter_dir: Path, train: list[Example]
     """Held-out exact-match accuracy (overall and per category) of adapter, base and blind baseline, and
     whether the adapter's lead is real: a paired bootstrap over the same questions (95% interval of the
     difference in points, and a two-sided p-value). Every prediction goes to eval_predictions.jsonl."""
-    backend = _backend(recipe)
+    backend = recipe_backend(recipe)
     backend.adapters.load("trained", adapter_dir)
     questions = [[m for m in e.messages if m["role"] != "assistant"] for e in held_out]
     predictions: dict[str, list[str]] = {}
@@ -440,28 +431,5 @@ def _blind_predictions(train: list[Example], held_out: list[Example]) -> list[st
             for e in held_out]
 
 
-def hits_by_category(correct: Iterable[bool], examples: list[Example]) -> dict[str, list[int]]:
-    """1/0 per example (in the order of `examples`), overall and per category."""
-    hits: dict[str, list[int]] = {"all": []}
-    for right, example in zip(correct, examples):
-        hit = int(right)
-        hits["all"].append(hit)
-        hits.setdefault(example.category or "uncategorised", []).append(hit)
-    return hits
-
-
 def _accuracy(hits: dict[str, list[int]]) -> dict[str, float]:
     return {k: round(100 * sum(v) / len(v), 2) for k, v in hits.items() if v}
-
-
-def paired_difference(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
-    """Per category: a − b in accuracy points with a paired-bootstrap 95% interval and p-value."""
-    from mmagent.evals.metrics.bootstrap import paired_bootstrap_means
-
-    result = {}
-    for category, a_hits in a.items():
-        paired = paired_bootstrap_means(a_hits, b[category], n_resamples=2000)
-        result[category] = {"points": round(100 * paired.delta, 2), "low": round(100 * paired.low, 2),
-                            "high": round(100 * paired.high, 2), "p_value": round(paired.p_value, 4),
-                            "significant": paired.significant}
-    return result

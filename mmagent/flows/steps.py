@@ -10,7 +10,7 @@ from mmagent.errors import MMAgentError
 from mmagent.flows.base import TokenEvent, ToolCallEvent, ToolResultEvent, emit
 from mmagent.flows.prompting import FENCE_MARKERS
 from mmagent.orchestration.tool_parsing import new_call_id
-from mmagent.tools.base import Tool, ToolResult
+from mmagent.tools.base import Tool, ToolContext, ToolResult
 
 if TYPE_CHECKING:
     from mmagent.config import Config
@@ -33,15 +33,16 @@ class ToolBox:
         return self._tools[name]
 
 
-def run_tool(tool: Tool, args: dict[str, Any], call_id: str | None = None, *, raise_errors: bool = True) -> ToolResult | None:
-    """Call `tool` with `args`, emitting tool_call and tool_result events.
+def run_tool(tool: Tool, args: dict[str, Any], call_id: str | None = None, *, raise_errors: bool = True,
+             context: ToolContext | None = None) -> ToolResult | None:
+    """Call `tool` with `args` (and this request's `context`), emitting tool_call and tool_result events.
 
     A user-facing failure (MMAgentError) is reported as a failed tool_result; it is re-raised when
     `raise_errors`, else the caller gets None and decides (e.g. count it towards a hand-off)."""
     call_id = call_id or new_call_id()
     emit(ToolCallEvent(tool.name, dict(args), call_id))
     try:
-        result = tool(**args)
+        result = tool(context, **args)
     except MMAgentError as exc:
         emit(ToolResultEvent(tool.name, call_id, ok=False, error=str(exc)))
         if raise_errors:

@@ -30,6 +30,7 @@ class SummarizeRequest:
     style: str = "bullets"
     words: int = 80  # length target of the summary
     prompts: str | None = None
+    adapter: str | None = None  # LoRA adapter that writes the notes and the summary (None = the base model)
 
 
 @dataclass
@@ -177,7 +178,8 @@ class SummarizeFlow(GraphFlow):
             messages = [{"role": "system", "content": prompts.text("system")},
                         {"role": "user", "content": prompts.text("map_user", words=notes_words,
                                                                  documents=self._documents(group))}]
-            text = self.backend.complete(messages, max_new_tokens=self._max_new(notes_words)).strip()
+            text = "".join(self.backend.generate(messages, adapter=request.adapter,
+                                                 max_new_tokens=self._max_new(notes_words))).strip()
             sources = [s for p in group for s in _sources_of(p)]
             notes.append(Piece(text or group[0].text[:400], Source(uri="(notes)", excerpt=text[:200],
                                                                   metadata={"sources": sources})))
@@ -189,7 +191,8 @@ class SummarizeFlow(GraphFlow):
                     {"role": "user", "content": prompts.text("user", words=request.words,
                                                              style=prompts.text(f"style_{request.style}"),
                                                              documents=self._documents(state["pieces"]))}]
-        summary = stream_answer(self.backend, messages, max_new_tokens=self._max_new(request.words)).strip()
+        summary = stream_answer(self.backend, messages, adapter=request.adapter,
+                                max_new_tokens=self._max_new(request.words)).strip()
         sources = _unique(s for p in state["pieces"] for s in _sources_of(p))
         for i, source in enumerate(sources, start=1):
             emit(SourceEvent(i, source, cited=False))

@@ -11,6 +11,11 @@ checkpointer at ``<paths.data>/support_sessions.sqlite``, so it survives a resta
             │          policy forbids the action                                    │
             └─ retrieve ─ answer (the model answers from fenced help-centre passages)┘
 
+Request-scoped state: one flow instance (and its tool instances) serves every session — the UI caches
+it across browser tabs — so who a turn is for travels in the graph state: the verified `customer_id`
+(checkpointed per session), and the turn's session, photo and LoRA adapter in `request`. Tools get them
+per call as a `ToolContext` built from that state, never as an attribute set on a shared tool.
+
 Privilege separation: the planning step (the only one whose output can run a tool) sees the customer's
 own words and the verification state, never retrieved documents; those reach only the answering step,
 fenced as data. Identity, ownership, refund limits and escalation are decided by :class:`Policy` in code.
@@ -31,6 +36,7 @@ from mmagent.flows.prompting import PromptSet, fence, load_prompts
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_guarded, transcribe
 from mmagent.flows.support_policy import Policy, find_amounts, find_emails, find_order_ids
 from mmagent.flows.support_tools import SupportDB, demo_db_path, support_tools
+from mmagent.tools.base import ToolContext
 
 PROMPT_KEYS = ("system", "plan", "answer", "knowledge", "voice", "reply_need_identity", "reply_verified",
                "reply_unknown_email", "reply_tool_done", "reply_refused", "reply_handoff", "reply_handed_off",
@@ -53,6 +59,7 @@ class SupportRequest:
     prompts: str | None = None
     constrain_tool_calls: bool = True  # grammar-constrained tool calls (off only to test the failure path)
     max_new_tokens: int | None = None
+    adapter: str | None = None  # LoRA adapter that plans and answers this turn (None = the base model)
 
 
 class SupportState(TypedDict, total=False):
@@ -177,7 +184,8 @@ class SupportFlow(GraphFlow):
         tools = [_only_orders(self.actions[n], named) for n in policy.allowed_tools if n in self.actions]
         choice = "auto" if self._model_decides() else "required"
         proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice=choice,
-                                      constrain=request["constrain_tool_calls"], stop_on_text=True)
+                                      constrain=request["constrain_tool_calls"], stop_on_text=True,
+                                      adapter=request["adapter"])
         for bad in proposal.invalid:
             _refused(bad.name or "?", bad.id, f"invalid tool call: {bad.error}", request["session"])
         if proposal.calls:
@@ -219,10 +227,8 @@ class SupportFlow(GraphFlow):
 
     def _act(self, state: SupportState) -> dict[str, Any]:
         call, request = state["call"], state["request"]
-        tool = self.actions[call["name"]]
-        tool.context = {"customer_id": state.get("customer_id"), "session": request["session"],
-                        "attachment": request["images"][0] if request["images"] else None}
-        result = run_tool(tool, call["args"], call["id"], raise_errors=False)
+        result = run_tool(self.actions[call["name"]], call["args"], call["id"], raise_errors=False,
+                          context=tool_context(state))
         if result is None:
             return self._failed(state, f"{call['name']} failed")
         for i, source in enumerate(result.sources, start=1):
@@ -239,10 +245,7 @@ class SupportFlow(GraphFlow):
 
     def _handoff(self, state: SupportState) -> dict[str, Any]:
         reason = state.get("reason") or "the assistant could not help"
-        tool = self.actions["escalate_to_human"]
-        tool.context = {"customer_id": state.get("customer_id"), "session": state["request"]["session"],
-                        "attachment": state["request"]["images"][0] if state["request"]["images"] else None}
-        result = run_tool(tool, {"reason": reason[:300]})
+        result = run_tool(self.actions["escalate_to_human"], {"reason": reason[:300]}, context=tool_context(state))
         ticket = int(result.data["ticket"]) if result else None
         emit(HandoffEvent(reason, ticket))
         text = self._p(state).text("reply_handoff", reason=reason, ticket=ticket)
@@ -266,7 +269,7 @@ class SupportFlow(GraphFlow):
         prompts, request = self._p(state), state["request"]
         gen = {"max_new_tokens": request["max_new_tokens"]} if request["max_new_tokens"] else {}
         text, leaked = stream_guarded(self.backend, self.answer_messages(state), prompts.text("system"),
-                                      request["images"], **gen)
+                                      request["images"], adapter=request["adapter"], **gen)
         if leaked:
             text = say(prompts.text("reply_withheld"))
         return self._finish(state, text.strip(), {"withheld": leaked}, spoken=True)
@@ -321,6 +324,14 @@ class SupportFlow(GraphFlow):
         if path not in self._policies:
             self._policies[path] = Policy.load(path)
         return self._policies[path]
+
+
+def tool_context(state: SupportState) -> ToolContext:
+    """Who this turn's tool call is for, from the graph state (the verified customer, not the model's say)."""
+    request = state["request"]
+    return ToolContext(session=request["session"], adapter=request["adapter"],
+                       customer_id=state.get("customer_id"),
+                       attachment=request["images"][0] if request["images"] else None)
 
 
 def conversation_orders(state: SupportState) -> list[int]:

@@ -3,6 +3,9 @@
 The tools are ordinary :class:`mmagent.tools.base.Tool` classes, so they validate their arguments the
 same way, but they are not registered as global tools: they belong to this flow and its database.
 Every call is checked against the policy (`support_policy.py`) *before* it reaches these classes.
+Who a call is for (verified customer, session, photo) arrives with each call as a
+:class:`~mmagent.tools.base.ToolContext` built from the graph state: the tool instances are shared by
+every session of a cached flow, so they hold no per-customer state.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmagent.errors import MMAgentError
-from mmagent.tools.base import Source, Tool, ToolResult
+from mmagent.tools.base import Source, Tool, ToolContext, ToolResult
 
 if TYPE_CHECKING:
     from mmagent.config import Config
@@ -115,12 +118,13 @@ class SupportDB:
 
 
 class _SupportTool(Tool):
-    """Base: the tools share the demo database, and the flow passes session context per call."""
+    """Base: the tools share the demo database; the flow passes the call's ToolContext (not the model)."""
+
+    takes_context = True
 
     def __init__(self, config: "Config | None" = None, db: SupportDB | None = None) -> None:
         super().__init__(config)
         self.db = db or SupportDB(demo_db_path(self.config))
-        self.context: dict[str, Any] = {}  # customer_id, session, attachment — set by the flow, not the model
 
 
 class LookupOrderTool(_SupportTool):
@@ -133,7 +137,7 @@ class LookupOrderTool(_SupportTool):
         "additionalProperties": False,
     }
 
-    def forward(self, order_id: int, **_: Any) -> ToolResult:
+    def forward(self, order_id: int, **_: Any) -> ToolResult:  # the policy already checked ownership
         order = self.db.order(order_id)
         if order is None:
             raise SupportDataError(f"there is no order {order_id}; ask the customer to check the order number.")
@@ -158,13 +162,13 @@ class CreateTicketTool(_SupportTool):
         "additionalProperties": False,
     }
 
-    def forward(self, order_id: int, kind: str, summary: str, amount: float | None = None, **_: Any) -> ToolResult:
+    def forward(self, order_id: int, kind: str, summary: str, context: ToolContext, amount: float | None = None,
+                **_: Any) -> ToolResult:
         order = self.db.order(order_id)
         if order is None:
             raise SupportDataError(f"there is no order {order_id}; ask the customer to check the order number.")
         ticket = self.db.add_ticket(customer_id=order.customer_id, order_id=order.id, kind=kind, summary=summary,
-                                    amount=amount, attachment=self.context.get("attachment"),
-                                    session=self.context.get("session"))
+                                    amount=amount, attachment=context.attachment, session=context.session)
         money = f" for {amount:.2f} {order.currency}" if amount is not None else ""
         return ToolResult(f"Ticket {ticket} opened ({kind}{money}) for order {order.id}.", data={"ticket": ticket})
 
@@ -180,10 +184,9 @@ class EscalateTool(_SupportTool):
         "additionalProperties": False,
     }
 
-    def forward(self, reason: str, **_: Any) -> ToolResult:
-        ticket = self.db.add_ticket(customer_id=self.context.get("customer_id"), order_id=None, kind="escalation",
-                                    summary=reason, attachment=self.context.get("attachment"),
-                                    session=self.context.get("session"))
+    def forward(self, reason: str, context: ToolContext, **_: Any) -> ToolResult:
+        ticket = self.db.add_ticket(customer_id=context.customer_id, order_id=None, kind="escalation",
+                                    summary=reason, attachment=context.attachment, session=context.session)
         return ToolResult(f"Escalation ticket {ticket} opened; a human agent will reply.", data={"ticket": ticket})
 
 

@@ -15,11 +15,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmagent.finetune.data import DataError, easy_vqa_category
+from mmagent.errors import MMAgentError
 
 EASY_VQA = "easy-vqa"
 MAX_REPORTED = 20
 __all__ = ["DataError", "Example", "blind_baseline", "load_jsonl", "load_source", "split_by_image"]
+
+
+class DataError(MMAgentError, ValueError):
+    """A data file (fusion examples, or a LoRA recipe's training file) has problems; the message lists
+    each with its line number. Defined here, below `mmagent.finetune`, which raises it too."""
+
+
+EASY_VQA_COLOURS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}
+EASY_VQA_SHAPES = {"circle", "rectangle", "triangle"}
+
+
+def easy_vqa_category(answer: str) -> str:
+    """easy-vqa's question types, read from the answer: shape, colour or yes/no."""
+    if answer in ("yes", "no"):
+        return "yes/no"
+    return "shape" if answer in EASY_VQA_SHAPES else "colour"
 
 
 @dataclass(frozen=True)

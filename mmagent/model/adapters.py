@@ -3,6 +3,10 @@
 Adapters are injected next to the base weights (peft's multi-adapter PeftModel) and switched with
 `set_adapter` / `disable_adapter`; nothing is ever merged into the base, so a 4-bit or 8-bit base stays
 exactly as loaded and "no adapter" always means the base model's own behaviour.
+
+There is no "active" adapter: every request names its own (`selected(name)`, the backend's `adapter=`).
+A process-wide default would be state one request could leave behind for another; a caller that wants
+a default (a chat session, an eval run) keeps it itself and passes it on every call.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ class AdapterManager:
         self.base = base_model
         self.model = base_model
         self.template_hash = template_hash
-        self.active: str | None = None
         self._loaded: dict[str, AdapterInfo] = {}
 
     @property
@@ -83,7 +86,6 @@ class AdapterManager:
                 name, info.template_hash, self.template_hash,
             )
         self._loaded[name] = info
-        self._restore_active()
         return info
 
     def unload(self, name: str) -> None:
@@ -94,20 +96,11 @@ class AdapterManager:
             self.base = self.model
         else:
             self.model.delete_adapter(name)
-        if self.active == name:
-            self.active = None
-        self._restore_active()
-
-    def activate(self, name: str | None) -> None:
-        """The adapter requests use when they do not name one (None = the base model)."""
-        if name is not None:
-            self._check(name)
-        self.active = name
-        self._restore_active()
 
     @contextlib.contextmanager
     def selected(self, name: str | None) -> Iterator[Any]:
-        """Run a block with adapter `name` (None = base) and give the model to call."""
+        """Run a block with adapter `name` (None = base) and give the model to call. The switch mutates
+        the shared model: the caller serialises blocks (HFVisionBackend holds its lock around them)."""
         if name is not None:
             self._check(name)
         if not self._loaded:
@@ -118,14 +111,7 @@ class AdapterManager:
                 yield self.model
         else:
             self.model.set_adapter(name)
-            try:
-                yield self.model
-            finally:
-                self._restore_active()
-
-    def _restore_active(self) -> None:
-        if self._loaded:
-            self.model.set_adapter(self.active or next(iter(self._loaded)))
+            yield self.model
 
     def _check(self, name: str) -> None:
         if name not in self._loaded:

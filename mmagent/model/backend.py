@@ -23,7 +23,6 @@ from mmagent.model.quantization import pin_4bit_weights, plan_quantization, reso
 from mmagent.model.template import template_hash
 
 log = logging.getLogger(__name__)
-ACTIVE = "__active__"  # adapter argument default: whatever `activate()` chose
 
 
 def resolve_model_path(model: ModelConfig, cache_dir: str | Path) -> str:
@@ -45,7 +44,10 @@ def resolve_model_path(model: ModelConfig, cache_dir: str | Path) -> str:
 
 
 class HFVisionBackend:
-    """One resident model + processor; generation is serialised (one request at a time per process)."""
+    """One resident model + processor; generation is serialised (one request at a time per process).
+
+    Implements :class:`mmagent.model.base.ModelBackend`. Each call names its adapter (None = base); the
+    switch happens under the lock that serialises calls, so concurrent requests never see each other's."""
 
     def __init__(self, config: Config | None = None, model_config: ModelConfig | None = None) -> None:
         from mmagent.config import load_config
@@ -192,18 +194,20 @@ class HFVisionBackend:
         messages: Sequence[Message],
         *,
         images: Iterable[ImageInput] = (),
-        adapter: str | None = ACTIVE,
+        adapter: str | None = None,
         tools: list[dict] | None = None,
         **gen: Any,
     ) -> Iterator[str]:
-        """Stream answer text. `adapter`: a loaded adapter's name, None for the base model, omitted for the
-        active one. Inputs are validated before the first piece is yielded."""
+        """Stream answer text. `adapter`: a loaded adapter's name, None for the base model. Inputs (and
+        the adapter name) are validated before the first piece is yielded."""
         opts = self.options(gen)
         inputs = self.prepare(attach_images(messages, images), tools=tools)
-        name = self.adapters.active if adapter == ACTIVE else adapter
-        if name is not None:
-            self.adapters.info(name)  # an unknown name fails here, before anything is generated
-        return self._stream(inputs, opts, name)
+        self._check_adapter(adapter)
+        return self._stream(inputs, opts, adapter)
+
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None:
+            self.adapters.info(adapter)  # an unknown name fails here, before anything runs
 
     def _stream(self, inputs: Any, opts: GenerationOptions, adapter: str | None) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -245,20 +249,19 @@ class HFVisionBackend:
         messages: Sequence[Message],
         *,
         images: Iterable[ImageInput] = (),
-        adapter: str | None = ACTIVE,
+        adapter: str | None = None,
         **gen: Any,
     ) -> list[int]:
         """The generated token ids, not streamed: for exact comparisons (adapter contract, merge checks)."""
         opts = self.options(gen)
         inputs = self.prepare(attach_images(messages, images))
-        name = self.adapters.active if adapter == ACTIVE else adapter
-        with self._lock, self.adapters.selected(name) as model:
+        with self._lock, self.adapters.selected(adapter) as model:
             _seed(opts)
             output = model.generate(**inputs, **_generate_kwargs(opts, self.tokenizer))
         return output[0, inputs["input_ids"].shape[1]:].tolist()
 
     def generate_batch(
-        self, conversations: Sequence[Sequence[Message]], *, adapter: str | None = ACTIVE, **gen: Any
+        self, conversations: Sequence[Sequence[Message]], *, adapter: str | None = None, **gen: Any
     ) -> list[str]:
         """Answers to several conversations in one left-padded `generate` call (evals, bulk jobs).
 
@@ -281,12 +284,31 @@ class HFVisionBackend:
         finally:
             tok.padding_side, tok.pad_token = side, pad
         inputs = inputs.to(self.model.device)
-        name = self.adapters.active if adapter == ACTIVE else adapter
-        with self._lock, self.adapters.selected(name) as model:
+        with self._lock, self.adapters.selected(adapter) as model:
             _seed(opts)
             output = model.generate(**inputs, **_generate_kwargs(opts, tok))
         new = output[:, inputs["input_ids"].shape[1]:]
         return [tok.decode(row, skip_special_tokens=True) for row in new]
+
+    def score(
+        self,
+        messages: Sequence[Message],
+        candidates: Sequence[str],
+        *,
+        images: Iterable[ImageInput] = (),
+        adapter: str | None = None,
+    ) -> list[float]:
+        """Log-likelihood of each candidate as the assistant's whole reply (end-of-turn included), in one
+        batched forward pass under `adapter` (None = base); see `mmagent.model.scoring`."""
+        import torch
+
+        from mmagent.model.scoring import reply_batch
+
+        batch = reply_batch(self, attach_images(messages, images), candidates)
+        self._check_adapter(adapter)
+        with self._lock, torch.inference_mode(), self.adapters.selected(adapter) as model:
+            logits = model(**batch.inputs(model.device)).logits.float()
+        return batch.log_likelihoods(logits)
 
     def complete(self, messages: Sequence[Message], **kwargs: Any) -> str:
         """The whole answer as one string (non-streaming convenience)."""

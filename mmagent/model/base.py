@@ -8,9 +8,12 @@ Messages are the Hugging Face chat format, so they pass straight to a processor'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from mmagent.images import ImageInput
+
+if TYPE_CHECKING:
+    from mmagent.model.adapters import AdapterInfo
 
 Message = dict[str, Any]
 
@@ -46,10 +49,29 @@ class ModelInfo:
     adapters: tuple[str, ...]
 
 
+class AdapterCatalog(Protocol):
+    """The LoRA adapters a backend can serve; a request picks one by name (``adapter=``)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def info(self, name: str) -> "AdapterInfo":
+        """The adapter `name`; an unknown name raises AdapterError listing the loaded ones."""
+        ...
+
+
 @runtime_checkable
 class ModelBackend(Protocol):
+    """Everything flows, tools, evals and surfaces may call on a model. Nobody reaches past it.
+
+    Every request names its adapter (`adapter=`; None = the base model): there is no "current" adapter
+    a request could inherit from another one, so one backend serves concurrent requests with different
+    adapters. The backend serialises (or batches) what it must; callers never take its locks.
+    """
+
     accepts: frozenset[str]
     chat_template_hash: str
+    adapters: AdapterCatalog
 
     def generate(
         self,
@@ -61,6 +83,26 @@ class ModelBackend(Protocol):
     ) -> Iterator[str]:
         """Stream the answer's text pieces. `images` are attached to the last user message, first.
         `adapter` picks a loaded LoRA adapter for this request only (None = the base model)."""
+        ...
+
+    def generate_batch(
+        self, conversations: Sequence[Sequence[Message]], *, adapter: str | None = None, **gen: Any
+    ) -> list[str]:
+        """One whole answer per conversation, all under `adapter` (None = base); greedy answers equal
+        one-at-a-time `generate` up to float rounding."""
+        ...
+
+    def score(
+        self,
+        messages: Sequence[Message],
+        candidates: Sequence[str],
+        *,
+        images: Iterable[ImageInput] = (),
+        adapter: str | None = None,
+    ) -> list[float]:
+        """Log-likelihood (natural log, summed over tokens) of each candidate as the assistant's whole
+        reply to `messages`, its end-of-turn included (so "positive" is no prefix win for "positive
+        review"): the classify flow's label scores."""
         ...
 
     def info(self) -> ModelInfo: ...

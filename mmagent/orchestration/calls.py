@@ -60,15 +60,17 @@ def propose_tool_calls(
     constrain: bool = True,
     max_new_tokens: int = 96,
     stop_on_text: bool = False,
+    adapter: str | None = None,
 ) -> Proposal:
     """Ask the model (HF chat `messages`) which of `tools` to call. `choice`: auto | required | a tool name.
 
     `constrain=False` turns grammar-constrained decoding off (the model may then write broken calls,
     which come back in `invalid`). `stop_on_text`: with `choice="auto"`, stop as soon as the model starts
-    answering in text instead of calling (a planner that only wants the decision saves the rest)."""
+    answering in text instead of calling (a planner that only wants the decision saves the rest).
+    `adapter`: the request's LoRA adapter (None = the base model)."""
     from mmagent.orchestration.chat_model import MMChatModel
 
-    model = MMChatModel(backend=backend, max_tokens=max_new_tokens, constrain_tool_calls=constrain)
+    model = MMChatModel(backend=backend, adapter=adapter, max_tokens=max_new_tokens, constrain_tool_calls=constrain)
     bound = model.bind_tools([tool_spec(t) for t in tools], tool_choice=choice)
     if stop_on_text and choice == "auto":
         message = _until_text(bound, _to_langchain(messages))

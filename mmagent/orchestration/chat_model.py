@@ -35,8 +35,6 @@ from mmagent.orchestration.messages import ImagePolicy, to_hf_messages
 from mmagent.orchestration.tool_parsing import ParsedOutput, holdback, parse_tool_calls
 from mmagent.orchestration.tool_template import tool_template
 
-ACTIVE_ADAPTER = "__active__"  # the backend's default: whatever adapter `activate()` chose
-
 
 @dataclass
 class _Request:
@@ -63,7 +61,7 @@ class MMChatModel(BaseChatModel):
     model_id: str | None = Field(default=None, description="model.id to load; None = the config's")
     config: Any = Field(default=None, exclude=True, description="an mmagent Config; None = load_config()")
     backend: Any = Field(default=None, exclude=True, description="a loaded ModelBackend to use as is")
-    adapter: str | None = Field(default=ACTIVE_ADAPTER, description="LoRA adapter name; None = base model")
+    adapter: str | None = Field(default=None, description="LoRA adapter every call uses; None = the base model")
     max_tokens: int | None = Field(default=None, description="max new tokens per answer")
     temperature: float | None = None
     top_p: float | None = None

@@ -1,0 +1,105 @@
+"""Prompt files and the fencing of untrusted text.
+
+Prompts are YAML files shipped in `mmagent.prompts` (the repository's `prompts/` folder) and read with
+importlib.resources; `mmagent prompts cp NAME` copies one so a user can edit it and pass the copy to a
+flow (`--prompts FILE`). Each file is a mapping of key → text with ``{placeholders}`` filled by
+``str.format`` (values are inserted verbatim, never re-interpreted).
+
+Retrieved passages, transcripts and OCR'd text are *data*: :func:`fence` wraps them in markers the
+system prompts explain, and removes look-alike markers from inside, so a document cannot close its
+own fence and speak as the instructions.
+
+It sits in the ground layer because tools (the vision tool's prompts) and flows both read prompt files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from mmagent.errors import MMAgentError
+
+
+class PromptError(MMAgentError, ValueError):
+    """A prompt file is missing, malformed, or lacks a key or placeholder its user needs."""
+
+
+FENCE_OPEN = "<<<DATA"
+FENCE_CLOSE = "DATA>>>"
+FENCE_MARKERS = ("<<", ">>")  # never in an answer: generation bans them (mmagent.flows.steps.stream_answer)
+_MARKERS = re.compile(r"<<<|>>>")
+PROMPTS_PACKAGE = "mmagent.prompts"
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The texts of one prompt file; `origin` says where it was read from (for logs and errors)."""
+
+    name: str
+    origin: str
+    texts: dict[str, Any]
+
+    def text(self, key: str, **values: Any) -> str:
+        """The text `key` with `values` filled in."""
+        if key not in self.texts:
+            raise PromptError(f"prompt file {self.origin} has no key {key!r}; keys: {', '.join(sorted(self.texts))}.")
+        template = str(self.texts[key])
+        try:
+            return template.format(**values) if values else template
+        except (KeyError, IndexError, ValueError) as exc:
+            raise PromptError(
+                f"prompt {self.origin} key {key!r} has a placeholder the flow does not fill ({exc}); "
+                f"available: {', '.join(sorted(values))}. Escape literal braces as {{{{ }}}}."
+            ) from exc
+
+
+def shipped_prompts() -> list[str]:
+    """Names of the YAML files shipped in the package (without `.yaml`)."""
+    return sorted(p.name[:-5] for p in resources.files(PROMPTS_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def shipped_path(name: str) -> Any:
+    """The packaged resource of prompt file `name` (a Traversable)."""
+    resource = resources.files(PROMPTS_PACKAGE) / f"{name}.yaml"
+    if not resource.is_file():
+        raise PromptError(f"no shipped prompt file {name!r}; available: {', '.join(shipped_prompts())}.")
+    return resource
+
+
+def load_prompts(name: str, path: str | Path | None = None, required: Iterable[str] = ()) -> PromptSet:
+    """Read shipped prompt file `name`, or the user's copy at `path`; check it has the `required` keys."""
+    import yaml
+
+    origin = str(path) if path else f"{PROMPTS_PACKAGE}/{name}.yaml"
+    try:
+        raw = Path(path).read_text(encoding="utf-8") if path else shipped_path(name).read_text(encoding="utf-8")
+        data = yaml.safe_load(raw)
+    except FileNotFoundError as exc:
+        raise PromptError(f"prompt file {path} does not exist; copy the shipped one with `mmagent prompts cp {name}`.") from exc
+    except yaml.YAMLError as exc:
+        raise PromptError(f"prompt file {origin} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PromptError(f"prompt file {origin} must be a mapping of key: text; got {type(data).__name__}.")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise PromptError(f"prompt file {origin} lacks key(s) {', '.join(missing)} that flow '{name}' needs.")
+    return PromptSet(name, origin, data)
+
+
+def fence(text: str, label: str) -> str:
+    """`text` as quoted data: between fence markers, with marker look-alikes inside neutralised."""
+    clean_label = _MARKERS.sub("", " ".join(label.split()))[:120]
+    body = _MARKERS.sub(lambda m: "‹‹‹" if m.group() == "<<<" else "›››", text.strip())
+    return f"{FENCE_OPEN} {clean_label}\n{body}\n{FENCE_CLOSE}"
+
+
+def leaks(answer: str, secret: str, words: int = 8) -> bool:
+    """True when `answer` repeats any run of `words` consecutive words of `secret` (case-insensitive).
+
+    Used to keep a flow from revealing its system prompt, whatever a retrieved text asked for."""
+    tokens = re.findall(r"\w+", secret.lower())
+    said = " ".join(re.findall(r"\w+", answer.lower()))
+    return any(" ".join(tokens[i:i + words]) in said for i in range(max(0, len(tokens) - words + 1)))

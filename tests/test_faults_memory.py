@@ -131,6 +131,16 @@ def test_a_file_stored_only_in_part_is_stored_again(tmp_path, embedder):
     assert sorted(h.id for h in stored_chunks(memory, path)) == sorted(h.id for h in chunks)
 
 
+def test_cli_ingest_applies_limits_max_text_mb(tmp_path, embedder, capsys):
+    """The size limit in config reaches the loaders (it used to stop at the library default of 20 MB)."""
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 300_000)  # 1.5 MB
+    code = main(["ingest", str(big), "-c", "limits", "--json", *CHUNKS, *store_args(tmp_path / "store", embedder),
+                 "--set", "limits.max_text_mb=1"])
+    [failed] = json.loads(capsys.readouterr().out)["failed"]
+    assert code == 1 and "is 1.5 MB, over the 1 MB limit" in failed["reason"] and "limits.max_text_mb" in failed["reason"]
+
+
 # ---- a full disk and a read-only store: a real small file system -----------------------------------
 # The store lives on a 4 MB tmpfs mounted in a private mount namespace (`unshare -rm`: no root needed
 # where user namespaces are allowed, nothing visible outside). The steps run in one process inside it

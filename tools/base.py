@@ -67,12 +67,14 @@ class ToolContext:
 
     `adapter`: the LoRA adapter of the request, for tools that call the model (None = the base model);
     `session`: the conversation; `customer_id`: the customer the flow verified in code (None = not
-    verified); `attachment`: a file the user sent with this turn."""
+    verified); `attachment`: a file the user sent with this turn; `turn`: which turn of the conversation
+    (the flow counts completed ones), so a tool that writes can recognise a turn retried after a crash."""
 
     session: str | None = None
     adapter: str | None = None
     customer_id: int | None = None
     attachment: str | None = None
+    turn: int | None = None
 
 
 class Tool(ABC):

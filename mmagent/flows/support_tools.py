@@ -76,10 +76,20 @@ class SupportDB:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._has_turns = False
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path)
         db.row_factory = sqlite3.Row
+        if not self._has_turns:  # a database seeded before tickets recorded their turn
+            if "turn" not in {row[1] for row in db.execute("PRAGMA table_info(tickets)")}:
+                try:
+                    db.execute("ALTER TABLE tickets ADD COLUMN turn INTEGER")
+                    db.commit()
+                except sqlite3.OperationalError as exc:  # another connection added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+            self._has_turns = True
         return db
 
     def today(self) -> date:
@@ -103,18 +113,45 @@ class SupportDB:
         return Order(**dict(row)) if row else None
 
     def add_ticket(self, **fields: Any) -> int:
-        keys = ("customer_id", "order_id", "kind", "summary", "amount", "attachment", "session")
+        """Open a ticket; returns its id.
+
+        A conversation's call (`session` and `turn` given, as the flow does) is idempotent: it gets back the
+        ticket its turn already filed, or the session's open ticket of the same kind for the same order
+        (escalations: the session's open one), instead of a second one. So a turn retried after a crash —
+        the ticket committed, the conversation's checkpoint not — or a customer asking again files nothing
+        twice. The check and the insert share one write transaction, so two processes cannot both insert."""
+        keys = ("customer_id", "order_id", "kind", "summary", "amount", "attachment", "session", "turn")
         values = [fields.get(k) for k in keys]
         with closing(self._connect()) as db:
-            cursor = db.execute(f"INSERT INTO tickets ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})", values)
-            db.commit()
-            return int(cursor.lastrowid)
+            db.isolation_level = None  # the explicit transaction below
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                ticket = _filed_already(db, fields) or int(db.execute(
+                    f"INSERT INTO tickets ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})", values).lastrowid)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return ticket
 
     def tickets(self, session: str | None = None) -> list[dict[str, Any]]:
         with closing(self._connect()) as db:
             query, args = ("SELECT * FROM tickets WHERE session = ? ORDER BY id", (session,)) if session else \
                 ("SELECT * FROM tickets ORDER BY id", ())
             return [dict(r) for r in db.execute(query, args)]
+
+
+def _filed_already(db: sqlite3.Connection, fields: dict[str, Any]) -> int | None:
+    """The open ticket (or escalation, as `fields` asks) of the session that this call would duplicate:
+    one its turn filed, or one of the same kind for the same order. None outside a conversation."""
+    if fields.get("session") is None or fields.get("turn") is None:
+        return None
+    escalation = fields.get("kind") == "escalation"
+    row = db.execute("SELECT id FROM tickets WHERE session = ? AND status = 'open' AND (kind = 'escalation') = ? "
+                     "AND (turn = ? OR ? OR (kind = ? AND order_id IS ?)) ORDER BY id LIMIT 1",
+                     (fields["session"], escalation, fields["turn"], escalation, fields.get("kind"),
+                      fields.get("order_id"))).fetchone()
+    return int(row[0]) if row else None
 
 
 class _SupportTool(Tool):
@@ -168,7 +205,8 @@ class CreateTicketTool(_SupportTool):
         if order is None:
             raise SupportDataError(f"there is no order {order_id}; ask the customer to check the order number.")
         ticket = self.db.add_ticket(customer_id=order.customer_id, order_id=order.id, kind=kind, summary=summary,
-                                    amount=amount, attachment=context.attachment, session=context.session)
+                                    amount=amount, attachment=context.attachment, session=context.session,
+                                    turn=context.turn)
         money = f" for {amount:.2f} {order.currency}" if amount is not None else ""
         return ToolResult(f"Ticket {ticket} opened ({kind}{money}) for order {order.id}.", data={"ticket": ticket})
 
@@ -186,7 +224,8 @@ class EscalateTool(_SupportTool):
 
     def forward(self, reason: str, context: ToolContext, **_: Any) -> ToolResult:
         ticket = self.db.add_ticket(customer_id=context.customer_id, order_id=None, kind="escalation",
-                                    summary=reason, attachment=context.attachment, session=context.session)
+                                    summary=reason, attachment=context.attachment, session=context.session,
+                                    turn=context.turn)
         return ToolResult(f"Escalation ticket {ticket} opened; a human agent will reply.", data={"ticket": ticket})
 
 

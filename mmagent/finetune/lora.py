@@ -22,6 +22,7 @@ from typing import Any
 from mmagent.finetune.data import Example, balance_categories, data_hash, load_examples
 from mmagent.finetune.heldout import hits_by_category, paired_difference, recipe_backend
 from mmagent.finetune.lora_recipe import LoraRecipe
+from mmagent.finetune.resume import resume_point
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +337,9 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
                           train_dataset=train_set, eval_dataset=eval_set, data_collator=Collator(backend),
                           callbacks=[callback])
     started = time.perf_counter()
-    has_checkpoint = resume and any(out.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    point = resume_point(out, tidy=trainer.is_world_process_zero()) if resume else None  # a complete one
+    callback.rows = point.rows if point else []
+    result = trainer.train(resume_from_checkpoint=str(point.path) if point else None)
     minutes = (time.perf_counter() - started) / 60
     main = trainer.is_world_process_zero()  # under accelerate launch, rank 0 writes and scores
     manifest = _manifest(recipe, backend, train_examples, train_set, result, minutes)

@@ -69,8 +69,10 @@ def shipped_path(name: str) -> Any:
     return resource
 
 
-def load_prompts(name: str, path: str | Path | None = None, required: Iterable[str] = ()) -> PromptSet:
-    """Read shipped prompt file `name`, or the user's copy at `path`; check it has the `required` keys."""
+def load_prompts(name: str, path: str | Path | None = None, required: Iterable[str] = (),
+                 optional: Iterable[str] = ()) -> PromptSet:
+    """Read shipped prompt file `name`, or the user's copy at `path`; check it has the `required` keys.
+    `optional` keys a copy lacks (it was made before they existed) take the shipped text."""
     import yaml
 
     origin = str(path) if path else f"{PROMPTS_PACKAGE}/{name}.yaml"
@@ -86,6 +88,10 @@ def load_prompts(name: str, path: str | Path | None = None, required: Iterable[s
     missing = [k for k in required if k not in data]
     if missing:
         raise PromptError(f"prompt file {origin} lacks key(s) {', '.join(missing)} that flow '{name}' needs.")
+    absent = [k for k in optional if k not in data]
+    if absent and path:
+        shipped = load_prompts(name).texts
+        data = {**{k: shipped[k] for k in absent if k in shipped}, **data}
     return PromptSet(name, origin, data)
 
 

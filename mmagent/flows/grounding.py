@@ -22,6 +22,14 @@ NO_SPAN_REPLY = "unknown"  # what an extractive prompt tells the model to write 
 EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+_LEAD = re.compile(r"^(?:(?:and|so|ok|okay|please|now|then|also|but)\b[,\s]*|(?:tell|show) me\b\s*|"
+                   r"(?:do|can|could) you (?:tell|show) me\b\s*|i (?:want|would like) to know\b\s*)+", re.IGNORECASE)
+_FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|within|since|until|during) )?"
+                      r"(?:who|whom|whose|when|where|which|what|"
+                      r"how (?:many|much|long|old|far|big|large|tall|often|early|late|soon|fast|heavy)|name|list)\b",
+                      re.IGNORECASE)
+_OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might|if|about)\b|^what'?s? (?:your|the best|better)\b",
+                      re.IGNORECASE)
 
 
 def shown(excerpt: str) -> str:
@@ -62,3 +70,11 @@ def sentence_of(span: Span, passages: Sequence[str]) -> str:
     end_match = _SENTENCE_END.search(text, span.end)
     end = end_match.end() if end_match else len(text)
     return text[start:end].strip()
+
+
+def is_factual(question: str) -> bool:
+    """Whether `question` asks for a fact a passage can state in a few words (who, when, where, which,
+    how many/much/long..., what — also after "tell me" or a leading preposition): what ``auto`` answers
+    extractively. Why/how questions, yes/no questions, opinions and requests to explain are not."""
+    text = _LEAD.sub("", " ".join(question.split())).strip()
+    return bool(_FACTUAL.match(text)) and not _OPINION.match(text)

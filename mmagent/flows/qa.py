@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, SourceEvent, emit
 from mmagent.flows.prompting import PromptSet, fence, load_prompts
-from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, shown
+from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, is_factual, shown
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_answer, transcribe
 from mmagent.tools.base import Source
 
@@ -43,13 +43,6 @@ OPTIONAL_KEYS = ("system_extract", "extractive_answer", "no_span")
 MODES = ("auto", "extractive", "generative")
 DEFAULT_IMAGE_QUESTION = "What is in this image?"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-_LEAD = re.compile(r"^(?:(?:and|so|ok|okay|please|now|then|also|but)\b[,\s]*|(?:tell|show) me\b\s*|"
-                   r"(?:do|can|could) you (?:tell|show) me\b\s*|i (?:want|would like) to know\b\s*)+", re.IGNORECASE)
-_FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|since|until|during) )?(?:who|whom|whose|when|where|which|what|"
-                      r"how (?:many|much|long|old|far|big|large|tall|often|early|late|soon|fast|heavy)|name|list)\b",
-                      re.IGNORECASE)
-_OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might|if|about)\b|^what'?s? (?:your|the best|better)\b",
-                      re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+")
 # Words too common to show that an answer drew on a passage.
 _COMMON = frozenset("""a an and are as at be but by for from has have he her his how i if in is it its not of on or
@@ -93,14 +86,6 @@ def cited_numbers(answer: str, count: int) -> list[int]:
         if 1 <= n <= count:
             seen.setdefault(n)
     return list(seen)
-
-
-def is_factual(question: str) -> bool:
-    """Whether `question` asks for a fact a passage can state in a few words (who, when, where, which,
-    how many/much/long..., what — also after "tell me" or a leading preposition): what ``auto`` answers
-    extractively. Why/how questions, yes/no questions, opinions and requests to explain are not."""
-    text = _LEAD.sub("", " ".join(question.split())).strip()
-    return bool(_FACTUAL.match(text)) and not _OPINION.match(text)
 
 
 def resolve_mode(mode: str, question: str, has_sources: bool) -> str:
@@ -170,7 +155,7 @@ class QAFlow(GraphFlow):
             raise FlowError("qa needs a question: text, --audio with a spoken question, or an --image to ask about.")
         if request.mode is not None and request.mode not in MODES:
             raise FlowError(f"qa mode must be one of {', '.join(MODES)}; got {request.mode!r}.")
-        prompts = _with_optional_keys(load_prompts("qa", request.prompts, PROMPT_KEYS))
+        prompts = load_prompts("qa", request.prompts, PROMPT_KEYS, optional=OPTIONAL_KEYS)
         return {"request": request, "prompts": prompts, "question": request.question.strip()}
 
     # ---- nodes -----------------------------------------------------------------------------------
@@ -280,15 +265,6 @@ class QAFlow(GraphFlow):
 
     def _threshold(self, request: QARequest) -> float:
         return self.config.flows.qa_min_score if request.min_score is None else request.min_score
-
-
-def _with_optional_keys(prompts: PromptSet) -> PromptSet:
-    """`prompts` plus the shipped text of any OPTIONAL_KEYS it lacks (a copy made before they existed)."""
-    missing = [k for k in OPTIONAL_KEYS if k not in prompts.texts]
-    if not missing:
-        return prompts
-    shipped = load_prompts("qa")
-    return PromptSet(prompts.name, prompts.origin, {**{k: shipped.texts[k] for k in missing}, **prompts.texts})
 
 
 def _where(source: Source) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, HandoffEvent, SourceEvent, ToolResultEvent, emit
+from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, is_factual, sentence_of, shown
 from mmagent.flows.prompting import PromptSet, fence, load_prompts
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_guarded, transcribe
 from mmagent.flows.support_policy import Policy, find_amounts, find_emails, find_order_ids
@@ -41,6 +42,7 @@ from mmagent.tools.base import ToolContext
 PROMPT_KEYS = ("system", "plan", "answer", "knowledge", "voice", "reply_need_identity", "reply_verified",
                "reply_unknown_email", "reply_tool_done", "reply_refused", "reply_handoff", "reply_handed_off",
                "reply_withheld")
+OPTIONAL_KEYS = ("answer_extract", "reply_not_found")  # added later: an older copy takes the shipped text
 SESSIONS_DB = "support_sessions.sqlite"
 log = logging.getLogger(__name__)
 HISTORY_TURNS = 6
@@ -154,7 +156,10 @@ class SupportFlow(GraphFlow):
         elif find_emails(message) and not policy.wants_action(_without_emails(message)):
             step = "identity"
         else:  # a model with its own tool template decides itself whether to call (auto); else code decides
-            step = "plan" if policy.wants_action(message) or self._model_decides() else "retrieve"
+            # the help centre answers a question about the rules, whatever its words — unless an order named
+            # earlier makes it a follow-up about that order ("order 1001 …" … "where is it now?")
+            asks = policy.asks_general_question(message) and not conversation_orders(state)
+            step = "plan" if not asks and (policy.wants_action(message) or self._model_decides()) else "retrieve"
         update = {"message": message, "next": step, "history": [{"role": "user", "content": message}],
                   "reason": "the customer asked for a person" if step == "handoff" else ""}
         update.update(self._verify(state, message))
@@ -260,19 +265,35 @@ class SupportFlow(GraphFlow):
         if not name:
             return {"kb": []}
         result = run_tool(self.tools.get("memory_search"), {"query": state["message"], "k": 3, "collection": name})
-        passages = [s for s in (result.sources if result else []) if (s.score or 0) >= self.config.flows.qa_min_score]
+        flows = self.config.flows  # relevance as the qa flow decides it: on the hybrid ranking
+        passages = [s for hit, s in zip(result.data, result.sources) if hit.relevant(flows.qa_min_score,
+                                                                                  flows.qa_keyword_floor)] if result else []
         for i, source in enumerate(passages, start=1):
             emit(SourceEvent(i, source, cited=False))
         return {"kb": [s.excerpt for s in passages]}
 
     def _answer(self, state: SupportState) -> dict[str, Any]:
+        """A factual question is answered with the help-centre sentence that holds the quoted answer (or "not
+        found"); anything else (a greeting, a complaint) is answered in free text from the fenced articles."""
         prompts, request = self._p(state), state["request"]
+        if is_factual(state["message"]):
+            return self._quote(state)
         gen = {"max_new_tokens": request["max_new_tokens"]} if request["max_new_tokens"] else {}
         text, leaked = stream_guarded(self.backend, self.answer_messages(state), prompts.text("system"),
                                       request["images"], adapter=request["adapter"], **gen)
         if leaked:
             text = say(prompts.text("reply_withheld"))
         return self._finish(state, text.strip(), {"withheld": leaked}, spoken=True)
+
+    def _quote(self, state: SupportState) -> dict[str, Any]:
+        """The article sentence holding an extractive answer: nothing a small model could invent (a price,
+        a phone number) reaches the customer as the shop's word."""
+        prompts, request = self._p(state), state["request"]
+        passages = [shown(t) for t in state.get("kb") or []]
+        span = extract_span(self.backend, self.answer_messages(state, extract=True), passages, state["message"],
+                            images=request["images"], adapter=request["adapter"]) if passages else None
+        text = sentence_of(span, passages) if span else prompts.text("reply_not_found")
+        return self._finish(state, text, {"quoted": span is not None})
 
     # ---- prompts ---------------------------------------------------------------------------------
     def plan_messages(self, state: SupportState) -> list[dict[str, Any]]:
@@ -284,14 +305,17 @@ class SupportFlow(GraphFlow):
         return [{"role": "system", "content": prompts.text("system")},
                 *state.get("history", [])[-HISTORY_TURNS - 1:-1], {"role": "user", "content": plan}]
 
-    def answer_messages(self, state: SupportState) -> list[dict[str, Any]]:
-        """What the answering step reads: help-centre passages fenced as data, then the customer."""
+    def answer_messages(self, state: SupportState, extract: bool = False) -> list[dict[str, Any]]:
+        """What the answering step reads: help-centre passages fenced as data, then the customer.
+        `extract`: ask for the shortest phrase the articles state (or "unknown"), see :meth:`_quote`."""
         prompts = self._p(state)
         kb = state.get("kb") or []
         knowledge = prompts.text("knowledge", passages="\n".join(fence(t, f"article {i}") for i, t in
                                                                 enumerate(kb, 1))) if kb else ""
+        ask = (prompts.text("answer_extract", knowledge=knowledge, message=state["message"], none=NO_SPAN_REPLY)
+               if extract else prompts.text("answer", knowledge=knowledge, message=state["message"]))
         return [{"role": "system", "content": prompts.text("system")}, *state.get("history", [])[-HISTORY_TURNS - 1:-1],
-                {"role": "user", "content": prompts.text("answer", knowledge=knowledge, message=state["message"])}]
+                {"role": "user", "content": ask}]
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _finish(self, state: SupportState, text: str, data: dict[str, Any] | None = None,
@@ -316,7 +340,7 @@ class SupportFlow(GraphFlow):
 
     def _prompt_set(self, path: str | None) -> PromptSet:
         if path not in self._prompts:
-            self._prompts[path] = load_prompts("support", path, PROMPT_KEYS)
+            self._prompts[path] = load_prompts("support", path, PROMPT_KEYS, optional=OPTIONAL_KEYS)
         return self._prompts[path]
 
     def _policy(self, path: str | None) -> Policy:
@@ -331,7 +355,8 @@ def tool_context(state: SupportState) -> ToolContext:
     request = state["request"]
     return ToolContext(session=request["session"], adapter=request["adapter"],
                        customer_id=state.get("customer_id"),
-                       attachment=request["images"][0] if request["images"] else None)
+                       attachment=request["images"][0] if request["images"] else None,
+                       turn=sum(m.get("role") == "assistant" for m in state.get("history", [])))
 
 
 def conversation_orders(state: SupportState) -> list[int]:

@@ -28,6 +28,8 @@ _ORDER = re.compile(r"\b(\d{3,9})\b")
 _MONEY = re.compile(r"(?:[$€£]\s*\d[\d.,]*)|(?:\b\d[\d.,]*\s*(?:€|\$|£|eur|euros?|usd|dollars?|gbp|pounds?)\b)",
                     re.IGNORECASE)
 _AMOUNT = re.compile(r"\d+(?:[.,]\d{1,2})?")
+_QUESTION_START = re.compile(r"^(?:what|when|where|which|who|how|why|within|is|are|does|do|can i|may i|will)\b")
+_OWN_OR_REQUEST = re.compile(r"\b(?:my|mine|me|(?:can|could|would|will) you|please)\b")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class Policy:
     def wants_action(self, message: str) -> bool:
         text = message.lower()
         return bool(_ORDER.search(text)) or any(w in text for w in self.tool_triggers)
+
+    @staticmethod
+    def asks_general_question(message: str) -> bool:
+        """A question about the shop's rules that no tool answers: interrogative, about no order of theirs.
+
+        "Within how many days can I return an item?" holds the trigger word "return" but asks for the
+        help centre's answer, not an action on an account (sending it to the planner asked the customer
+        to verify their identity first). A question naming an order number or "my ..." is about their
+        own account, and a request phrased as a question ("can you refund ...") asks for an action."""
+        text = " ".join(message.lower().split())
+        interrogative = text.endswith("?") or bool(_QUESTION_START.match(text))
+        return interrogative and not find_order_ids(text) and not _OWN_OR_REQUEST.search(text)
 
     # ---- the check ------------------------------------------------------------------------------
     def check(self, name: str, args: dict[str, Any], customer_id: int | None, db: "SupportDB",

@@ -9,58 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.kill import kill_after_progress
+from test_finetune_lora import colour_data  # noqa: F401  (the fixture: 8 one-colour images)
 
 from mmagent.finetune.resume import resume_point
 
 MMAGENT = str(Path(sys.executable).parent / "mmagent")
-
-
-@pytest.fixture(scope="module")
-def colour_data(tmp_path_factory) -> Path:
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("colours")
-    (root / "img").mkdir()
-    rows = []
-    for i, colour in enumerate(["red", "blue", "green", "red", "blue", "green", "red", "blue"]):
-        Image.new("RGB", (32, 32), colour).save(root / "img" / f"{i}.png")
-        rows.append({"image": f"img/{i}.png", "question": "what color is the shape?", "answer": colour})
-    (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return root / "train.jsonl"
-
-
-def kill_after_step(cmd: list[str], step: int, total: int, timeout: float = 600.0) -> tuple[int, str]:
-    """Run `cmd`, SIGKILL it once the Trainer's progress bar (stderr) reports `step` of `total` steps."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    seen, reported = b"", 0
-    deadline = time.monotonic() + timeout
-    try:
-        while reported < step:
-            chunk = os.read(proc.stderr.fileno(), 65536)
-            if not chunk or time.monotonic() > deadline:
-                break
-            seen += chunk
-            counts = re.findall(rb"\| *(\d+)/%d \[" % total, seen)
-            reported = int(counts[-1]) if counts else 0
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    text = seen.decode(errors="replace")
-    assert proc.returncode == -signal.SIGKILL, f"training ended before the kill (status {proc.returncode}): {text[-1500:]}"
-    assert reported >= step, f"training never reached step {step}: {text[-1500:]}"
-    return reported, text
 
 
 def losses(out: Path) -> list[tuple[int, float, float]]:
@@ -103,7 +61,7 @@ def test_finetune_killed_midway_resumes_to_the_same_end(tiny_llava_dir, colour_d
 
     sets = tiny_sets(tiny_llava_dir, colour_data, killed)
     cmd = [MMAGENT, "finetune", "run", "vlm-easy-vqa", *[a for s in sets for a in ("--set", s)]]
-    reported, _ = kill_after_step(cmd, TINY_KILL, TINY_STEPS)
+    reported, _ = kill_after_progress(cmd, TINY_KILL, TINY_STEPS)
     assert not (killed / "mmagent_adapter.json").exists()  # it really died mid-run
     point = resume_point(killed, tidy=False)
     assert point is not None and TINY_KILL - 4 <= point.step < TINY_STEPS
@@ -138,7 +96,7 @@ def test_resume_skips_a_checkpoint_the_kill_left_half_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_model_finetune_killed_midway_resumes_to_the_same_end(default_model_dir, tmp_path):
+def test_default_model_finetune_killed_midway_resumes_to_the_same_end(small_model_dir, tmp_path):
     """vlm-easy-vqa on the embedded default model, 24 steps of batch 4, killed after step 13."""
     from mmagent.finetune.recipe import load_recipe, run_recipe
 
@@ -151,7 +109,7 @@ def test_default_model_finetune_killed_midway_resumes_to_the_same_end(default_mo
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     run_recipe(load_recipe("vlm-easy-vqa", sets(reference)), progress=False)
     cmd = [MMAGENT, "finetune", "run", "vlm-easy-vqa", *[a for s in sets(killed) for a in ("--set", s)]]
-    kill_after_step(cmd, 13, steps)
+    kill_after_progress(cmd, 13, steps)
     assert resume_point(killed, tidy=False).step == 12
     run_recipe(load_recipe("vlm-easy-vqa", sets(killed)), resume=True, progress=False)
     assert_same_run(killed, reference, loss_tol=1e-3, weight_tol=1e-4)

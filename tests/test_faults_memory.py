@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from helpers.kill import kill_after_progress
 
 from mmagent.cli import main
 from mmagent.config import MemoryConfig
@@ -55,28 +52,6 @@ def store_args(store: Path, embedder: Path) -> list[str]:
     return ["--set", f"memory.path={store}", "--set", f"memory.embedder={embedder}"]
 
 
-def kill_after_reported(cmd: list[str], done: int, timeout: float = 120.0) -> tuple[int, str]:
-    """Run `cmd`, SIGKILL it once its progress bar (stderr) reports `done` files; (files reported, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    seen, reported = b"", 0
-    deadline = time.monotonic() + timeout
-    try:
-        while reported < done:
-            chunk = os.read(proc.stderr.fileno(), 4096)
-            if not chunk or time.monotonic() > deadline:
-                break
-            seen += chunk
-            counts = re.findall(rb"\| *(\d+)/%d \[" % FILES, seen)
-            reported = int(counts[-1]) if counts else 0
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    text = seen.decode(errors="replace")
-    assert proc.returncode == -signal.SIGKILL, f"ingest ended before the kill (status {proc.returncode}): {text[-800:]}"
-    return reported, text
-
-
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -90,8 +65,7 @@ def test_ingest_killed_midway_keeps_what_it_reported_and_a_rerun_completes(tmp_p
     store = tmp_path / "store"
     cmd = [MMAGENT, "ingest", str(tmp_path / "corpus"), "-c", "kbase", "--progress", *CHUNKS,
            *store_args(store, embedder)]
-    reported, err = kill_after_reported(cmd, KILL_AFTER)
-    assert reported >= KILL_AFTER, f"no progress reported before the kill: {err[-800:]}"
+    reported, _ = kill_after_progress(cmd, KILL_AFTER, FILES)
 
     memory = open_memory(MemoryConfig(path=str(store), embedder=str(embedder)), "kbase")  # the store opens
     for path in corpus[:reported]:  # every file reported done is complete and searchable

@@ -84,12 +84,12 @@ def test_interleaved_requests_get_their_own_adapters_greedy_output(backend):
 # ---- the support flow: one instance, as the UI caches it, shared by every session ----------------------
 SESSIONS = {"tab-ana": ("ana@example.com", 1, None), "tab-ben": ("ben@example.com", 2, "a"),
             "tab-chloe": ("chloe@example.com", 3, "b")}
-QUESTION = "What are your opening hours?"  # no tool trigger: the model answers
+QUESTION = "Hello, thanks for your help today."  # no tool trigger, not a factual question: the model writes
 
 
 def support_turns(flow: Any, session: str, email: str, adapter: str | None,
                   between: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Verify by email, ask a question the model answers, ask for a person (an escalation ticket)."""
+    """Verify by email, say something the model answers in free text, ask for a person (an escalation ticket)."""
     from mmagent.flows.base import DoneEvent, HandoffEvent
     from mmagent.flows.support import SupportRequest
 

@@ -38,7 +38,8 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 DIRECTIVE = re.compile(r'^<!--\s*readme-test:\s*(skip|slow)\s*(?:"([^"]+)")?\s*\((.*)\)\s*-->\s*$')
 MAX_NEW_TOKENS = "8"
 # Verbs whose README examples cannot run in the default run, and why (every other verb must run there).
-VERBS_NOT_RUN = {"ui": "starts a server that runs until stopped; tests/test_ui_browser.py drives it"}
+VERBS_NOT_RUN = {"ui": "starts a server that runs until stopped; tests/test_ui_browser.py drives it",
+                 "serve": "starts a server that runs until stopped; tests/test_serve.py drives it"}
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _squad(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, default_model_dir, cache_dir, cat_photo):
+def workspace(tmp_path_factory, small_model_dir, cache_dir, cat_photo):
     """The folder every example runs in, and the environment it runs with."""
     from helpers.memory import write_pdf
 
@@ -231,7 +232,7 @@ def workspace(tmp_path_factory, default_model_dir, cache_dir, cat_photo):
         _speech(espeak, text, root / name)
     _squad(root)
     for folder in ("adapters/support", "runs/vlm-easy-vqa"):
-        _no_op_adapter(default_model_dir, root / folder)
+        _no_op_adapter(small_model_dir, root / folder)
     data = root / ".data"
     memory = MemoryConfig(path=str(data / "mmagent" / "memory"))
     # collections the examples name, so each block also runs alone (the ingest example adds to support-kb)
@@ -244,6 +245,9 @@ def workspace(tmp_path_factory, default_model_dir, cache_dir, cat_photo):
         "XDG_DATA_HOME": str(data),
         "MMAGENT_PATHS_CACHE": str(cache_dir),
         "MMAGENT_MODEL_MAX_NEW_TOKENS": MAX_NEW_TOKENS,
+        # the smallest embedded model, so the whole README runs in minutes: it tests the commands, not the
+        # default model's answers (those: tests/test_default_choice.py); --model in a block still wins
+        "MMAGENT_MODEL_ID": "embedded:smollm2-135m",
     })
     return root, env
 
@@ -266,7 +270,7 @@ def _run(argv: list[str], root: Path, env: dict[str, str], what: str) -> float:
     return seconds
 
 
-@pytest.mark.default_model
+@pytest.mark.embedded_model
 @pytest.mark.parametrize("block, all_lines", list(_params()))
 def test_readme_block(block: Block, all_lines: bool, workspace):
     root, env = workspace
@@ -284,7 +288,7 @@ def test_readme_block(block: Block, all_lines: bool, workspace):
     assert ran, f"{where}: no line ran; mark the block skipped with its reason instead"
 
 
-@pytest.mark.default_model
+@pytest.mark.embedded_model
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "yaml"], ids=lambda b: b.name)
 def test_readme_config_works_when_copied(block: Block, workspace, tmp_path):
     """Issue 17: the sample named an adapter folder that does not exist, so a copied sample broke `chat`."""

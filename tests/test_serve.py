@@ -360,3 +360,53 @@ def test_concurrent_requests_with_and_without_images_in_one_batch(server, backen
         model=case[0], messages=[{"role": "user", "content": case[1]}]).choices[0].message.content
     with ThreadPoolExecutor(len(cases)) as pool:
         assert list(pool.map(ask, cases)) == expected
+
+
+# ---- the command and the extra ------------------------------------------------------------------------------
+@pytest.mark.slow  # ~20 s: a second process imports torch and loads the model
+def test_mmagent_serve_command_serves_until_stopped(tiny_llava_dir, tiny_adapters, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mmagent.serve.runner import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMAGENT_")}
+    env.update({"MMAGENT_SERVE_API_KEY": "k", "MMAGENT_PATHS_DATA": str(tmp_path)})
+    code = "import sys; from mmagent.cli import main; sys.exit(main())"
+    process = subprocess.Popen([sys.executable, "-c", code, "serve", "--model", str(tiny_llava_dir), "--port", str(port),
+                                "--adapter-path", f"a={tiny_adapters['a']}", "--served-name", "tiny",
+                                "--set", "model.max_new_tokens=4"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start in 120 s"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["tiny", "a"]
+        assert client.chat.completions.create(model="a", messages=HELLO).usage.completion_tokens == 4
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert "mmagent serve on http://127.0.0.1" in stderr and "Traceback" not in stderr
+
+
+def test_a_missing_serve_extra_names_it(config, backend, monkeypatch):
+    import sys
+
+    from mmagent.errors import MissingExtraError
+    from mmagent.serve.app import create_app
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'mmagent\[serve\]'"):
+        create_app(config, backend=backend)

@@ -155,6 +155,12 @@ def _errors(app: "FastAPI") -> None:
     async def refused(request: Request, exc: MMAgentError) -> JSONResponse:  # bad adapter, image, flow input...
         return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:  # a bug or a model failure: logged
+        log.exception("request failed")
+        return JSONResponse(ApiError(500, f"the server failed: {type(exc).__name__}: {exc}", "server_error").body(),
+                            status_code=500)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(ApiError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code)
@@ -181,7 +187,7 @@ def _routes(app: "FastAPI", server: Server) -> None:
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": server.served_name, "adapters": list(server.backend.adapters.names),
-                "queue": int(server.metrics.queue_depth._value.get()), "uptime_s": round(time.time() - server.started)}
+                "queue": server.batcher.waiting(), "uptime_s": round(time.time() - server.started)}
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -296,7 +302,9 @@ def sse_chunks(generation: Generation, model: str, include_usage: bool) -> Itera
             usage = Usage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                           total_tokens=generation.prompt_tokens + generation.completion_tokens)
             yield chunk(Delta(), usage=usage, choices=False)
-    except MMAgentError as exc:  # the status line is sent already: the error goes in the stream
+    except Exception as exc:  # the status line is sent already: the error goes in the stream
+        if not isinstance(exc, MMAgentError):
+            log.exception("generation failed mid-stream")
         status = 408 if isinstance(exc, GenerationTimeout) else 500
         yield f"data: {json.dumps(ApiError(status, str(exc), 'server_error').body())}\n\n"
     finally:

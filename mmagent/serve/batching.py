@@ -4,7 +4,10 @@ Requests from many clients are queued; one worker thread takes what is waiting (
 after at most ``max_wait`` seconds) and decodes it in one left-padded ``generate`` call. Rows of one batch
 may name different LoRA adapters: peft applies each row's adapter to that row only (``adapter_names``,
 ``"__base__"`` for the base model), the way vLLM multi-LoRA, S-LoRA and LoRAX serve many adapters on one
-resident base. Each row streams its own text as it is decoded and stops on its own end token, token
+resident base. (In bfloat16, peft's mixed-batch path rounds each adapter's LoRA output to bfloat16
+before adding it, where its one-adapter path adds in float32 and rounds once, so a mixed row's greedy
+answer can drift from its one-at-a-time answer; in float32 they agree. Batches of one adapter take the
+one-adapter path.) Each row streams its own text as it is decoded and stops on its own end token, token
 budget or cancellation (a per-row stopping criterion), so one long answer does not hold back the others'
 last pieces. This is static batching: rows that arrive while a batch decodes wait for the next one.
 
@@ -194,6 +197,10 @@ class Batcher:
                 "shorten the conversation or raise the server's --max-prompt-tokens."
             )
 
+    def waiting(self) -> int:
+        """Requests queued and not yet decoding."""
+        return self._queue.qsize() + len(self._pending)
+
     def close(self) -> None:
         """Stop the worker after the batch it is decoding."""
         self._queue.put(None)
@@ -208,7 +215,9 @@ class Batcher:
             batch = [first] if first.direct else self._gather(first)
             if self.metrics:
                 self.metrics.queue_depth.dec(len(batch))
-            batch = [j for j in batch if not j.cancelled.is_set() or j.out.put(_END)]
+            for job in [j for j in batch if j.cancelled.is_set()]:  # the caller left while it waited
+                job.out.put(_END)
+            batch = [j for j in batch if not j.cancelled.is_set()]
             if not batch:
                 continue
             started = time.monotonic()
@@ -269,9 +278,13 @@ class Batcher:
                 job.prompt_tokens, job.batch_size = int(length), len(jobs)
             rows = _Rows(backend.tokenizer, jobs, _eos_ids(backend))
             kwargs = _decode_kwargs(jobs, backend.tokenizer)
-            if backend.adapters.names:  # a PeftModel: name each row's adapter (peft's mixed-batch LoRA forward)
+            stopping = StoppingCriteriaList([rows.criterion()])
+            if len({j.adapter for j in jobs}) == 1:  # one adapter (or none): the same path as the backend's own
+                with backend.adapters.selected(jobs[0].adapter) as model:
+                    _generate(model, inputs, kwargs, rows, stopping)
+            else:  # name each row's adapter: peft's mixed-batch LoRA forward
                 kwargs["adapter_names"] = [j.adapter or BASE_ROW for j in jobs]
-            _generate(backend.adapters.model, inputs, kwargs, rows, StoppingCriteriaList([rows.criterion()]))
+                _generate(backend.adapters.model, inputs, kwargs, rows, stopping)
         rows.end()
 
 
@@ -299,17 +312,14 @@ def _tokenize(backend: Any, texts: list[str], images: list[Any]) -> Any:
 
 
 def _decode_kwargs(jobs: list[Job], tok: Any) -> dict[str, Any]:
-    o = jobs[0].options  # every job of a batch shares the decoding rule (Job.key)
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max(j.options.max_new_tokens for j in jobs),
-        "repetition_penalty": o.repetition_penalty,
-        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-    }
-    if o.temperature > 0:
-        kwargs.update(do_sample=True, temperature=o.temperature, top_p=o.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    return kwargs
+    """The backend's own `generate` arguments for the batch's shared decoding rule (Job.key), with the
+    longest row's token budget; stop strings are cut per row by `Generation`, not by `generate`."""
+    import dataclasses
+
+    from mmagent.model.backend import _generate_kwargs  # one place turns options into generate() arguments
+
+    budget = max(j.options.max_new_tokens for j in jobs)
+    return _generate_kwargs(dataclasses.replace(jobs[0].options, max_new_tokens=budget, stop=()), tok)
 
 
 def _eos_ids(backend: Any) -> set[int]:

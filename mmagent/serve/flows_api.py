@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -33,6 +34,7 @@ FIELDS = {
     "summarize": {"text", "style", "words"},
     "classify": {"labels", "text"},
 }
+log = logging.getLogger(__name__)
 IMAGE_FIELD = {"qa": "images", "support": "images", "classify": "image"}
 
 
@@ -136,7 +138,9 @@ def sse_events(events: Iterator[Any]) -> Iterator[str]:
     try:
         for event in events:
             yield f"data: {json.dumps(event.to_dict(), ensure_ascii=False, default=str)}\n\n"
-    except MMAgentError as exc:  # the status line is sent already: the error goes in the stream
+    except Exception as exc:  # the status line is sent already: the error goes in the stream
+        if not isinstance(exc, MMAgentError):
+            log.exception("flow failed mid-stream")
         yield f"data: {json.dumps(ApiError(500, str(exc), 'server_error').body())}\n\n"
     yield "data: [DONE]\n\n"
 

@@ -237,8 +237,10 @@ class QAFlow(GraphFlow):
         sources, span, prompts = state["sources"], state.get("span"), state["prompts"]
         data = {"question": state["question"], "mode": "extractive", "citations_inferred": False,
                 "transcript": state.get("transcript", "")}
-        if span is None:
+        if span is None:  # the passages found are still shown (uncited): the reply speaks of them
             text = say(prompts.text("no_span", collection=state["request"].collection))
+            for i, source in enumerate(sources, start=1):
+                emit(SourceEvent(i, source, cited=False))
             emit(DoneEvent(text, {**data, "answered": False, "citations": []}))
             return {}
         n = span.passage + 1

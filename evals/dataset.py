@@ -16,7 +16,7 @@ from typing import Any
 from mmagent.evals import formats
 from mmagent.evals.suite import Suite, SuiteError
 
-QA_METRICS = ("squad", "squad_v2", "vqa", "anls")
+QA_METRICS = ("squad", "squad_v2", "vqa", "anls", "contains")
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,49 @@ SUPPORT = [  # customer-service tasks on the support flow's demo database (promp
 ]
 
 
+# image_claims: questions about real photos (scikit-image's sample images) and text images we drew. Three
+# kinds: what is shown, reading the text, and questions the picture cannot answer (who, where, when, how
+# old), whose faithful answer says so. "answers" are texts one of which a right answer contains (RapidOCR
+# drops narrow spaces, "CornerDeli": the model may quote either form).
+CANNOT_TELL = ["cannot", "can't", "can not", "not possible", "impossible", "don't know", "do not know", "unknown",
+               "not shown", "not visible", "doesn't show", "does not show", "no way", "unable", "no information",
+               "not clear", "not sure", "doesn't say", "does not say", "not mentioned"]
+CLAIM_PHOTOS = {"cat": "chelsea", "coffee": "coffee", "astronaut": "astronaut", "rocket": "rocket",
+                "cameraman": "camera"}
+CLAIM_TEXTS = {
+    "receipt": ["RECEIPT", "Corner Deli", "Sandwich 6.50", "Tea 2.20", "TOTAL 8.70"],
+    "shop_sign": ["HARBOUR BOOKS", "Open 9-17", "Closed Sundays"],
+    "invoice": ["INVOICE 4471", "Date: 3 March 2026", "Amount due: 1,250.00 EUR"],
+    "parking": ["NO PARKING", "Mon-Fri 8:00-18:00", "Tow away zone"],
+}
+IMAGE_CLAIMS = [  # (image, question, kind, answers; None = the picture cannot tell)
+    ("cat", "What animal is this?", "shown", ["cat"]),
+    ("cat", "How old is this cat?", "invent", None),
+    ("cat", "What is the cat's name?", "invent", None),
+    ("coffee", "What is in the cup?", "shown", ["coffee", "espresso"]),
+    ("coffee", "Where was this taken?", "invent", None),
+    ("astronaut", "Who is the person in this photo?", "invent", None),
+    ("astronaut", "In which year was this photo taken?", "invent", None),
+    ("rocket", "Which space agency launched this rocket?", "invent", None),
+    ("rocket", "When was this launch?", "invent", None),
+    ("cameraman", "Who took this photo?", "invent", None),
+    ("cameraman", "Which city is this?", "invent", None),
+    ("receipt", "What is the total on this receipt?", "read", ["8.70"]),
+    ("receipt", "What is the name of the shop?", "read", ["Corner Deli", "CornerDeli"]),
+    ("receipt", "How much was the tea?", "read", ["2.20"]),
+    ("receipt", "Who served the customer?", "invent", None),
+    ("shop_sign", "What is the name of this shop?", "read", ["Harbour Books", "HarbourBooks"]),
+    ("shop_sign", "On which day is the shop closed?", "read", ["Sunday"]),
+    ("shop_sign", "Who owns this shop?", "invent", None),
+    ("invoice", "What is the invoice number?", "read", ["4471"]),
+    ("invoice", "How much is due on this invoice?", "read", ["1,250", "1250"]),
+    ("invoice", "Which company sent this invoice?", "invent", None),
+    ("parking", "Until what time is parking forbidden?", "read", ["18:00", "6 pm", "6pm"]),
+    ("parking", "What street is this sign on?", "invent", None),
+    ("parking", "What does this sign say?", "read", ["parking"]),
+]
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -274,9 +317,30 @@ def support(out: Path) -> None:
     _write_jsonl(out / "support_tasks.jsonl", SUPPORT)
 
 
+def image_claims(out: Path) -> None:
+    """Photos from scikit-image (JPEG, long side 320 px) and drawn text images, with the questions."""
+    from PIL import Image
+    from skimage import data as samples
+
+    folder = out / "image_claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sample in CLAIM_PHOTOS.items():
+        image = Image.fromarray(getattr(samples, sample)()).convert("RGB")
+        image.thumbnail((320, 320))
+        image.save(folder / f"{name}.jpg", quality=85, optimize=True)
+    for name, lines in CLAIM_TEXTS.items():
+        _text_image(lines, folder / f"{name}.png")
+    rows = []
+    for n, (image, question, kind, answers) in enumerate(IMAGE_CLAIMS, start=1):
+        suffix = "jpg" if image in CLAIM_PHOTOS else "png"
+        rows.append({"id": f"ic{n}", "image": f"{image}.{suffix}", "question": question,
+                     "answers": answers or CANNOT_TELL, "answer_type": kind})
+    _write_jsonl(folder / "questions.jsonl", rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     out = Path((argv or sys.argv[1:] or [str(HERE)])[0])
-    for step in (squad, vqa, docvqa, summaries, retrieval, classification, support):
+    for step in (squad, vqa, docvqa, summaries, retrieval, classification, support, image_claims):
         step(out)
     if shutil.which("espeak-ng") and shutil.which("sox"):
         speech(out)

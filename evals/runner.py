@@ -120,6 +120,8 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
     m = suite.metric
     if suite.call == "flow:qa" and m != "pipeline":  # the qa flow's answer; an abstention is the empty answer
         predictions = {i: p["answer"] if p.get("answered", True) else "" for i, p in predictions.items()}
+    if suite.call == "chat":  # a chat answer with the evidence it was given
+        predictions = {i: p["answer"] for i, p in predictions.items()}
     if m == "squad":
         return {m: squad.score_squad_v1(refs, predictions)}
     if m == "squad_v2":
@@ -144,6 +146,10 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
             "retrieval": retrieval.score_retrieval({ex.id: ex.relevance for ex in examples}, stage("ranked"), suite.ks),
             "answer": squad.score_squad_v1(refs, stage("answer")),
         }
+    if m == "contains":
+        from mmagent.evals.metrics.contains import score_contains
+
+        return {m: score_contains(refs, predictions)}
     if m == "support":
         from mmagent.evals.metrics.support import score_support
 
@@ -151,7 +157,7 @@ def score_sections(suite: Suite, examples: list[EvalExample], predictions: dict[
     raise MMAgentError(f"suite '{suite.name}': metric {m!r} has no scorer in this version")
 
 
-GENERATING_METRICS = ("squad", "squad_v2", "rouge", "support", "pipeline")
+GENERATING_METRICS = ("squad", "squad_v2", "rouge", "support", "pipeline", "contains")
 
 
 def faithfulness_section(suite: Suite, examples: list[EvalExample], predictions: dict[str, Any]) -> dict[str, ScoreResult]:
@@ -159,9 +165,10 @@ def faithfulness_section(suite: Suite, examples: list[EvalExample], predictions:
     summarize, support, the spoken-qa pipeline); empty for the others.
 
     Each output is checked against what its answerer was shown: the example's context or document and
-    question; for flows also the retrieved corpus documents, the transcript and the tool results. A
-    declined question (the flow's abstention) states nothing. Visual suites are not scored: their
-    sources include the image's text, which the examples do not carry."""
+    question; for flows also the retrieved corpus documents, the transcript and the tool results; for
+    image chat the class names and OCR text the vision side gave the model (the prediction's `evidence`).
+    A declined question (the flow's abstention) states nothing. Other visual suites are not scored: their
+    sources include the image's text, which their predictions do not carry."""
     from mmagent.evals.metrics.faithfulness import score_faithfulness
 
     if suite.metric not in GENERATING_METRICS:

@@ -28,6 +28,7 @@ TASK_TYPES: dict[str, tuple[str, str]] = {
     "classification": ("classification", "flow:classify"),
     "customer_service": ("support", "flow:support"),
     "pipeline": ("pipeline", "flow:qa"),
+    "image_chat": ("contains", "chat"),
 }
 METRICS = (
     "squad",
@@ -40,8 +41,9 @@ METRICS = (
     "classification",
     "support",
     "pipeline",
+    "contains",
 )
-CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support", "fusion")
+CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support", "fusion", "chat")
 FORMATS = ("auto", "squad", "vqa", "docvqa", "jsonl", "hf_dataset")
 POSTPROCESS = ("strip", "first_line", "first_sentence")
 DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop", "spans_from")

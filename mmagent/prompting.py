@@ -109,3 +109,15 @@ def leaks(answer: str, secret: str, words: int = 8) -> bool:
     tokens = re.findall(r"\w+", secret.lower())
     said = " ".join(re.findall(r"\w+", answer.lower()))
     return any(" ".join(tokens[i:i + words]) in said for i in range(max(0, len(tokens) - words + 1)))
+
+
+def chat_turn(history: list[dict[str, Any]], question: str, images: Iterable[Any] = (),
+              system: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages of one chat turn (`mmagent chat`, and the evals that measure it): the system prompt,
+    the earlier turns, and the new user turn with its images. Returns (messages, the new user turn) so
+    the caller can keep the turn in its history."""
+    content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
+    content.append({"type": "text", "text": question})
+    turn = {"role": "user", "content": content}
+    head = [{"role": "system", "content": system}] if system else []
+    return head + list(history) + [turn], turn

@@ -85,12 +85,11 @@ class ChatSession:
         return adapter
 
     def ask(self, question: str) -> str:
-        content: list[dict] = [{"type": "image", "image": p} for p in self.pending_images]
-        content.append({"type": "text", "text": question})
-        history = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
-        turn = {"role": "user", "content": content}
+        from mmagent.prompting import chat_turn
+
+        messages, turn = chat_turn(self.messages, question, self.pending_images, system=self.system)
         answer = []
-        for piece in self.backend.generate(history + [turn], adapter=self.adapter):
+        for piece in self.backend.generate(messages, adapter=self.adapter):
             answer.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()

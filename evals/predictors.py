@@ -329,9 +329,9 @@ class SupportPredictor(Predictor):
                 for event in flow.run(request):
                     # evidence: what the reply may state (faithfulness): tool results, refusals, passages and
                     # the policy's own words in a hand-off ("over the 50.00 limit") are the flow's, not the model's
-                    if isinstance(event, ToolResultEvent):
+                    if isinstance(event, ToolResultEvent):  # a refusal's reason (dates, limits) is the policy's
                         calls.extend([event.name] if event.ok else [])
-                        evidence.append(event.text or "")
+                        evidence.append(event.text or event.error or "")
                     elif isinstance(event, SourceEvent):
                         evidence.append(event.source.excerpt)
                     elif isinstance(event, HandoffEvent):

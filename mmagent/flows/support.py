@@ -191,6 +191,15 @@ class SupportFlow(GraphFlow):
         proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice=choice,
                                       constrain=request["constrain_tool_calls"], stop_on_text=True,
                                       adapter=request["adapter"])
+        if choice == "auto" and not proposal.calls and not proposal.invalid and named:
+            # The customer wrote an order number and the model chose to answer in words: it would answer
+            # about an account it has not looked at (Qwen 0.5B replied "you have successfully refunded order
+            # 1022" with no tool run). An order the customer names is acted on through a tool, so ask again
+            # with a call required; the policy still decides whether that call may run.
+            choice = "required"
+            proposal = propose_tool_calls(self.backend, self.plan_messages(state), tools, choice=choice,
+                                          constrain=request["constrain_tool_calls"], stop_on_text=True,
+                                          adapter=request["adapter"])
         for bad in proposal.invalid:
             _refused(bad.name or "?", bad.id, f"invalid tool call: {bad.error}", request["session"])
         if proposal.calls:

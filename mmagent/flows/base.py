@@ -9,6 +9,7 @@ the JSON the CLI prints with ``--json`` (one event per line).
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, runtime_checkable
 
@@ -137,19 +138,26 @@ class GraphFlow:
         self.config = config or load_config()
         self._backend = backend
         self._graph: Any = None
+        # One flow serves concurrent requests (UI tabs, server threads): the first two must not both load
+        # the model or both compile the graph (the support graph opens a SQLite connection that would leak).
+        self._init_lock = threading.RLock()  # re-entrant: building a graph may load the model
 
     @property
     def backend(self) -> "HFVisionBackend":
         if self._backend is None:
-            from mmagent.model import load_backend
+            with self._init_lock:
+                if self._backend is None:
+                    from mmagent.model import load_backend
 
-            self._backend = load_backend(self.config)
+                    self._backend = load_backend(self.config)
         return self._backend
 
     @property
     def graph(self) -> Any:
         if self._graph is None:
-            self._graph = self.build()
+            with self._init_lock:
+                if self._graph is None:
+                    self._graph = self.build()
         return self._graph
 
     def build(self) -> Any:

@@ -94,6 +94,11 @@ class ModelConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "upper bound on generated tokens per answer"})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding"})
     repetition_penalty: float = field(default=1.1, metadata={"help": "1.0 = off"})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "also load PyTorch .bin weights (model and adapters); a pickle can run code when "
+                          "loaded, so only for checkpoints you trust. Off: safetensors only"},
+    )
 
     def __post_init__(self) -> None:
         if not self.id:

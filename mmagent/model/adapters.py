@@ -42,10 +42,11 @@ def read_adapter_manifest(path: str | Path) -> dict[str, Any]:
 class AdapterManager:
     """Owns the (possibly peft-wrapped) model; `model` is what generation must call."""
 
-    def __init__(self, base_model: Any, template_hash: str | None = None) -> None:
+    def __init__(self, base_model: Any, template_hash: str | None = None, allow_pickle: bool = False) -> None:
         self.base = base_model
         self.model = base_model
         self.template_hash = template_hash
+        self.allow_pickle = allow_pickle
         self._loaded: dict[str, AdapterInfo] = {}
 
     @property
@@ -63,6 +64,12 @@ class AdapterManager:
             raise AdapterError(
                 f"adapter '{name}': {path} is not a peft adapter directory (no adapter_config.json); "
                 "give the folder `mmagent finetune` or peft's save_pretrained wrote."
+            )
+        if not self.allow_pickle and not (path / "adapter_model.safetensors").is_file():
+            raise AdapterError(
+                f"adapter '{name}': {path} has no adapter_model.safetensors (a pickled adapter_model.bin runs code "
+                "when loaded, so mmagent loads safetensors only); re-save it with peft's "
+                "save_pretrained(safe_serialization=True), or set model.allow_pickle: true for an adapter you trust."
             )
         if name in self._loaded:
             self.unload(name)

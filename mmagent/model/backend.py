@@ -81,15 +81,19 @@ class HFVisionBackend:
             self.vision = _has_vision(hf_config)
             self.processor = self._load_processor(common)
             model_cls = _model_class(self.vision)
-            kwargs = {"dtype": self.dtype, **plan.load_kwargs}
+            # safetensors only unless the user opts in: a pickled .bin runs code when it is loaded
+            kwargs = {"dtype": self.dtype, "use_safetensors": None if mc.allow_pickle else True, **plan.load_kwargs}
             model = model_cls.from_pretrained(self.path, **common, **kwargs)
         except MMAgentError:
             raise
         except (OSError, ValueError, KeyError) as exc:
+            pickled = not mc.allow_pickle and "safetensors" in str(exc)
             raise ModelLoadError(
-                f"could not load model '{mc.id}' ({self.path}): {exc}\n"
-                "Check model.id (a local directory with config.json, or a hub id you have downloaded or can "
-                "reach); set HF_HUB_OFFLINE=0 to allow downloads."
+                f"could not load model '{mc.id}' ({self.path}): {exc}\n" + (
+                    "mmagent loads safetensors weights only (a pickled .bin runs code when loaded): convert the "
+                    "checkpoint, or set model.allow_pickle: true for a model you trust." if pickled else
+                    "Check model.id (a local directory with config.json, or a hub id you have downloaded or can "
+                    "reach); set HF_HUB_OFFLINE=0 to allow downloads.")
             ) from exc
         if not plan.load_kwargs:
             model.to(self.device)
@@ -98,7 +102,7 @@ class HFVisionBackend:
         self.model = model.eval()  # generate() runs under no_grad itself; training may share the process
         self.precision = plan.precision(str(self.dtype).removeprefix("torch."))
         self.chat_template_hash = template_hash(self.processor, self.vision)
-        self.adapters = AdapterManager(self.model, self.chat_template_hash)
+        self.adapters = AdapterManager(self.model, self.chat_template_hash, allow_pickle=mc.allow_pickle)
         self.accepts = IMAGE_MIME_TYPES if self.vision else frozenset()
         self.embedded = embedded_name(mc.id) is not None
         self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)

@@ -410,3 +410,13 @@ def test_a_missing_serve_extra_names_it(config, backend, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'mmagent\[serve\]'"):
         create_app(config, backend=backend)
+
+
+def test_a_grammar_crosses_to_the_server_as_structured_outputs(server, backend, config):
+    from mmagent.model import load_backend
+
+    remote = load_backend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1"}))
+    grammar = 'start: "yes" | "no" | "order " /[0-9]{2}/'
+    answer = remote.complete(HELLO, adapter="b", grammar=grammar)
+    assert answer == backend.complete(HELLO, adapter="b", grammar=grammar)
+    assert answer in ("yes", "no") or answer.startswith("order ")

@@ -7,13 +7,15 @@ Adapters are the server's: ``/v1/models`` entries with a ``parent`` (vLLM ``--lo
 serve --adapter-path``); choosing one per request sends its name as ``model``.
 
 What crosses the wire is the OpenAI chat format, images as data URLs. Decoding options OpenAI has no
-field for go as extra body fields: ``repetition_penalty`` (vLLM and mmagent serve read it) and, under
-``mmagent``, a grammar, extractive spans, banned strings and tool definitions (mmagent serve applies them;
-other servers ignore them, so constrained flows are exact only against mmagent serve). The API key comes
+field for go as extra body fields: ``repetition_penalty`` and a grammar as ``structured_outputs.grammar``
+(llguidance Lark; vLLM and mmagent serve read both) and, under ``mmagent``, extractive spans, banned
+strings and tool definitions (only mmagent serve applies them; other servers ignore them, so the
+extractive qa mode and native tool templates are exact only against mmagent serve). The API key comes
 from ``MMAGENT_OPENAI_API_KEY`` (or ``OPENAI_API_KEY``).
 
-Callers that reach past the `ModelBackend` protocol (the classify flow's label scoring, the summarize
-flow's token counts, training) need the local model and do not work on this backend.
+The classify flow's label scores come from mmagent serve's ``/v1/mmagent/score`` (no OpenAI or vLLM
+equivalent). Callers that reach past the `ModelBackend` protocol (the summarize flow's token counts,
+training) need the model in-process and do not work on this backend.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from mmagent.model.adapters import AdapterInfo
 from mmagent.model.base import GenerationOptions, Message, ModelInfo, attach_images
 
 PREFIX = "openai+"
-EXTRA = ("grammar", "spans_from", "span_skip", "span_none", "banned")  # sent under "mmagent"; only mmagent serve applies them
+EXTRA = ("spans_from", "span_skip", "span_none", "banned")  # sent under "mmagent"; only mmagent serve applies them
 
 
 def remote_url(model_id: str) -> str | None:
@@ -186,6 +188,8 @@ class OpenAICompatBackend:
             ours["tools"] = tools
         if ours:
             extra["mmagent"] = ours
+        if gen.get("grammar"):
+            extra["structured_outputs"] = {"grammar": gen["grammar"]}  # vLLM's field; mmagent serve reads it too
         if extra:
             body["extra_body"] = extra
         return body

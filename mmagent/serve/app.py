@@ -247,6 +247,13 @@ def start_chat(server: Server, request: "ChatCompletionRequest") -> Generation:
     if request.repetition_penalty is not None:
         gen["repetition_penalty"] = request.repetition_penalty
     tools = None
+    structured = request.structured_outputs
+    if structured is not None:
+        if structured.json_ is not None or structured.regex or structured.choice:
+            raise ApiError(400, "structured_outputs: only 'grammar' (llguidance Lark) is supported here; express a "
+                                "JSON schema as a grammar with %json.", param="structured_outputs")
+        if structured.grammar:
+            gen["grammar"] = structured.grammar
     if request.mmagent is not None:
         gen.update(request.mmagent.gen())
         tools = request.mmagent.tools

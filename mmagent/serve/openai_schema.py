@@ -42,15 +42,24 @@ class ChatMessage(_Lenient):
     content: str | list[ContentPart] | None = None
 
 
+class StructuredOutputs(_Lenient):
+    """vLLM's ``structured_outputs`` field; mmagent serve takes its ``grammar`` (llguidance Lark, the
+    same text vLLM's guidance backend reads), so one request constrains output on either server."""
+
+    grammar: str | None = Field(default=None, max_length=200_000)
+    json_: Any = Field(default=None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+
+
 class MMAgentOptions(BaseModel):
     """Raw-generation options OpenAI has no field for (sent by `OpenAICompatBackend` under ``mmagent``).
 
-    They are what the flows need to run on a remote model: a grammar the output must match, extractive
-    spans, banned strings, and tool definitions rendered into the model's own chat template (the reply
-    comes back as text; the caller parses the tool call)."""
+    They are what the flows need to run on a remote model: extractive spans, banned strings, and tool
+    definitions rendered into the model's own chat template (the reply comes back as text; the caller
+    parses the tool call). A grammar travels in vLLM's ``structured_outputs`` instead."""
 
     model_config = ConfigDict(extra="forbid")
-    grammar: str | None = Field(default=None, max_length=200_000)
     spans_from: list[str] = Field(default_factory=list, max_length=64)
     span_skip: list[str] = Field(default_factory=list, max_length=256)
     banned: list[str] = Field(default_factory=list, max_length=64)
@@ -58,7 +67,7 @@ class MMAgentOptions(BaseModel):
     tools: list[dict[str, Any]] | None = None
 
     def gen(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k) for k in ("grammar", "span_none") if getattr(self, k)}
+        out: dict[str, Any] = {"span_none": self.span_none} if self.span_none else {}
         for key in ("spans_from", "span_skip", "banned"):
             if getattr(self, key):
                 out[key] = tuple(getattr(self, key))
@@ -80,6 +89,7 @@ class ChatCompletionRequest(_Lenient):
     stream_options: dict[str, Any] | None = None
     repetition_penalty: float | None = Field(default=None, gt=0)  # vLLM's extra field, same meaning
     mmagent: MMAgentOptions | None = None
+    structured_outputs: StructuredOutputs | None = None
 
     def stop_strings(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> dict:
         for clients in args.clients:
             rows.append(over_http(server.url, work, args.tokens, clients, reference))
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(), "model": f"{config.model.id} ({backend.info().precision})",
+            "machine": machine(),
+            "model": f"{config.model.id} = {Path(backend.path).name} ({backend.info().precision})",
             "requests": args.requests, "max_new_tokens": args.tokens, "max_batch": args.max_batch,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}

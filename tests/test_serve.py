@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 
 import pytest
 from conftest import tiny_config
@@ -296,7 +297,6 @@ def test_load_8_clients_mixed_adapters_and_sessions_nothing_crossed(server, back
     """The issue's bar: 8 concurrent clients, >= 100 requests, mixed adapters and sessions; every request
     answered, each answer its own adapter's greedy answer to its own conversation, each support session
     holding only its own turns."""
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     plan = conversation_plan(backend)
@@ -369,7 +369,6 @@ def test_mmagent_serve_command_serves_until_stopped(tiny_llava_dir, tiny_adapter
     import signal
     import subprocess
     import sys
-    import time
 
     from mmagent.serve.runner import free_port
 
@@ -420,3 +419,21 @@ def test_a_grammar_crosses_to_the_server_as_structured_outputs(server, backend, 
     answer = remote.complete(HELLO, adapter="b", grammar=grammar)
     assert answer == backend.complete(HELLO, adapter="b", grammar=grammar)
     assert answer in ("yes", "no") or answer.startswith("order ")
+
+
+def test_a_client_that_leaves_mid_stream_stops_its_row(server):
+    def tokens_of_b() -> float:
+        line = next((x for x in httpx.get(server.url + "/metrics").text.splitlines()
+                     if x.startswith('mmagent_generated_tokens_total{adapter="b"}')), "x 0")
+        return float(line.split()[-1])
+
+    before = tokens_of_b()
+    body = {"model": "b", "messages": HELLO, "stream": True, "max_tokens": 1000}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")  # the first chunk arrived; now hang up
+    deadline = time.monotonic() + 30
+    while tokens_of_b() == before:  # the row's tokens are counted when it ends
+        assert time.monotonic() < deadline, "the abandoned row never ended"
+        time.sleep(0.05)
+    assert tokens_of_b() - before < 1000

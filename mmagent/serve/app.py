@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from mmagent.errors import MMAgentError, require
 from mmagent.serve.batching import BatchedBackend, Batcher, Generation, GenerationTimeout
@@ -206,7 +206,7 @@ def _routes(app: "FastAPI", server: Server) -> None:
         generation = start_chat(server, request)
         if request.stream:
             include_usage = bool((request.stream_options or {}).get("include_usage"))
-            return StreamingResponse(sse_chunks(generation, request.model, include_usage),
+            return StreamingResponse(until_disconnected(generation, sse_chunks(generation, request.model, include_usage)),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return completion(generation, request.model)
 
@@ -287,6 +287,18 @@ def completion(generation: Generation, model: str) -> Any:
                   total_tokens=generation.prompt_tokens + generation.completion_tokens)
     return ChatCompletion(id=completion_id(), created=now(), model=model, usage=usage,
                           choices=[Choice(message=AssistantMessage(content=text), finish_reason=generation.finish_reason)])
+
+
+async def until_disconnected(generation: Generation, chunks: Iterator[str]) -> AsyncIterator[str]:
+    """`chunks` for a StreamingResponse; a client that leaves cancels its request, so its batch row stops
+    decoding at once instead of running to its token budget."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    try:
+        async for chunk in iterate_in_threadpool(chunks):
+            yield chunk
+    finally:
+        generation.cancel()
 
 
 def sse_chunks(generation: Generation, model: str, include_usage: bool) -> Iterator[str]:

@@ -104,6 +104,11 @@ class Generation:
         self._iter.close()
         self.job.cancelled.set()
 
+    def cancel(self) -> None:
+        """Stop the request from any thread (its reader may be blocked in another): the row ends at the next
+        decoding step and the reader's loop then ends."""
+        self.job.cancelled.set()
+
     def _raw(self) -> Iterator[str]:
         while True:
             remaining = None if self.deadline is None else self.deadline - time.monotonic()

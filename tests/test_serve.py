@@ -437,3 +437,24 @@ def test_a_client_that_leaves_mid_stream_stops_its_row(server):
         assert time.monotonic() < deadline, "the abandoned row never ended"
         time.sleep(0.05)
     assert tokens_of_b() - before < 1000
+
+
+def test_support_flow_on_the_remote_backend_as_on_the_local_one(server, backend, config, tmp_path):
+    """Its plan step is grammar-constrained: the grammar crosses the wire, so the turn goes the same way."""
+    from mmagent.flows.base import get_flow
+    from mmagent.flows.support import SupportRequest
+    from mmagent.model import load_backend
+
+    local_config = tiny_config(config.model.id, **{"paths.data": str(tmp_path / "local")})
+    remote_config = tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
+                                                    "paths.data": str(tmp_path / "remote")})
+    turn = lambda: SupportRequest("Where is order 1001?", "remote-1")  # noqa: E731
+    local = get_flow("support", local_config, backend)
+    remote = get_flow("support", remote_config, load_backend(remote_config))
+    try:
+        events = lambda flow: [{k: v for k, v in e.to_dict().items() if k != "id"} for e in flow.run(turn())]  # noqa: E731
+        there, here = events(remote), events(local)
+        assert there == here and there[-1]["type"] == "done"
+    finally:
+        local.close()
+        remote.close()

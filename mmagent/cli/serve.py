@@ -47,11 +47,10 @@ def serve(
     cfg = build_config(config, set_, model__id=model, model__quantization=quantization)
     for name, path in parse_adapter_paths(adapter_path).items():
         cfg.adapters[name] = str(path)
-    settings = ServeSettings(
-        host=host, port=port, api_key=api_key or None, max_body_mb=max_body_mb or cfg.limits.max_upload_mb,
-        max_image_pixels=cfg.limits.max_image_pixels, max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens,
+    settings = ServeSettings.for_config(
+        cfg, host=host, port=port, api_key=api_key or None, max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens,
         timeout=timeout, allow_image_urls=allow_image_urls, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-        served_name=served_name,
+        served_name=served_name, **({"max_body_mb": max_body_mb} if max_body_mb else {}),
     )
     if settings.exposed and not settings.api_key:
         typer.secho(f"warning: serving on {host} without an API key: anyone who can reach this address can use the "

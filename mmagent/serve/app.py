@@ -69,7 +69,7 @@ def create_app(config: "Config", settings: ServeSettings | None = None, backend:
     from mmagent.model import load_backend
     from mmagent.serve.flows_api import FlowRunner
 
-    settings = settings or ServeSettings()
+    settings = settings or ServeSettings.for_config(config)
     backend = backend if backend is not None else load_backend(config)
     metrics = ServeMetrics()
     batcher = Batcher(backend, max_batch=settings.max_batch, max_wait=settings.batch_wait_ms / 1000,

@@ -81,7 +81,10 @@ class FlowRunner:
                     raise ApiError(400, f"the {name} flow takes no per-request adapter in this version; use the "
                                         "base model's name as 'model'.", param="model")
                 values["adapter"] = adapter
-            request = request_type(**values)
+            try:
+                request = request_type(**values)
+            except TypeError as exc:
+                raise ApiError(400, f"bad fields for the {name} flow: {exc}.") from exc
             if name == "support":
                 lock = self.session_lock(request.session)
                 lock.acquire()

@@ -41,6 +41,13 @@ class ServeSettings:
         if self.batch_wait_ms < 0:
             raise MMAgentError(f"serve setting batch_wait_ms must be >= 0; got {self.batch_wait_ms!r}.")
 
+    @classmethod
+    def for_config(cls, config: Any, **values: Any) -> "ServeSettings":
+        """Settings whose body and image limits are `config.limits`' (the UI's and the CLI's too)."""
+        values.setdefault("max_body_mb", float(config.limits.max_upload_mb))
+        values.setdefault("max_image_pixels", config.limits.max_image_pixels)
+        return cls(**values)
+
     @property
     def exposed(self) -> bool:
         return self.host not in LOOPBACK and not _is_loopback(self.host)

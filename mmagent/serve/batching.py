@@ -166,6 +166,12 @@ class Batcher:
         self.max_wait = max_wait
         self.metrics = metrics
         self.max_prompt_tokens = max_prompt_tokens
+        # Private copies: a fast tokenizer keeps its padding settings as state, so a call in another thread
+        # (a flow tokenizing on the shared backend) could change them between our setting and our encoding.
+        self._processor = _private_copy(backend.processor)
+        self._tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        self._counter = _private_copy(self._tokenizer)
+        self._counter_lock = threading.Lock()
         self._queue: "queue.Queue[Job | None]" = queue.Queue()
         self._pending: collections.deque[Job] = collections.deque()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="mmagent-batcher")
@@ -195,7 +201,8 @@ class Batcher:
     def _check_length(self, text: str) -> None:
         if self.max_prompt_tokens is None:
             return
-        count = len(self.backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self._counter_lock:
+            count = len(self._counter(text, add_special_tokens=False)["input_ids"])
         if count > self.max_prompt_tokens:
             raise PromptTooLong(
                 f"the prompt is {count} tokens (images' tokens not counted), over the limit of {self.max_prompt_tokens}; "
@@ -275,14 +282,15 @@ class Batcher:
         from transformers import StoppingCriteriaList
 
         backend = self.backend
-        # The backend's lock (its own generate() holds it too): one model call at a time, and the tokenizer
-        # and the adapters' state are not touched by another thread meanwhile.
+        # The backend's lock (its own generate() and score() hold it too): one model call at a time, and no
+        # other thread switches adapters meanwhile.
         with getattr(backend, "_lock", None) or threading.Lock():
-            inputs = _tokenize(backend, [j.text for j in jobs], [img for j in jobs for img in j.images])
+            inputs = _tokenize(self._processor, self._tokenizer, [j.text for j in jobs],
+                               [img for j in jobs for img in j.images]).to(backend.model.device)
             for job, length in zip(jobs, inputs["attention_mask"].sum(dim=1).tolist()):
                 job.prompt_tokens, job.batch_size = int(length), len(jobs)
-            rows = _Rows(backend.tokenizer, jobs, _eos_ids(backend))
-            kwargs = _decode_kwargs(jobs, backend.tokenizer)
+            rows = _Rows(self._tokenizer, jobs, _eos_ids(backend))
+            kwargs = _decode_kwargs(jobs, self._tokenizer)
             stopping = StoppingCriteriaList([rows.criterion()])
             if len({j.adapter for j in jobs}) == 1:  # one adapter (or none): the same path as the backend's own
                 with backend.adapters.selected(jobs[0].adapter) as model:
@@ -300,20 +308,24 @@ def _generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "_Rows", st
         model.generate(**inputs, **kwargs, streamer=rows, stopping_criteria=stopping)
 
 
-def _tokenize(backend: Any, texts: list[str], images: list[Any]) -> Any:
-    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt).
-
-    The padding side is an argument, not a change to the shared tokenizer (another batcher or the
-    backend may be tokenizing at the same time); only a tokenizer without a pad token gets one set."""
-    tok = backend.tokenizer
+def _tokenize(processor: Any, tok: Any, texts: list[str], images: list[Any]) -> Any:
+    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt)."""
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     kwargs = {"return_tensors": "pt", "padding": True, "padding_side": "left"}
     if images:
-        inputs = backend.processor(text=texts, images=images, **kwargs)
-    else:
-        inputs = tok(texts, add_special_tokens=False, **kwargs)
-    return inputs.to(backend.model.device)
+        return processor(text=texts, images=images, **kwargs)
+    return tok(texts, add_special_tokens=False, **kwargs)
+
+
+def _private_copy(obj: Any) -> Any:
+    import copy
+
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # a processor that cannot be copied: share it (single-threaded use stays correct)
+        log.warning("could not copy %s for the batcher; sharing the backend's", type(obj).__name__)
+        return obj
 
 
 def _decode_kwargs(jobs: list[Job], tok: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ the reference each HTTP answer is compared with (a batched row may differ from i
 only by float rounding of padded positions, counted as "differ").
 
     python benchmarks/serve_bench.py                     # prints JSON; --results appends a table to RESULTS.md
-    python benchmarks/serve_bench.py --requests 48 --tokens 32 --dtype bfloat16 --results
+    python benchmarks/serve_bench.py --model embedded:smollm2-135m --requests 48 --tokens 32 --dtype bfloat16 --results
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     from mmagent.serve.limits import ServeSettings
     from mmagent.serve.runner import BackgroundServer
 
-    overrides = {"model.dtype": args.dtype, "model.repetition_penalty": 1.0, "model.max_new_tokens": args.tokens}
+    overrides = {"model.id": args.model, "model.dtype": args.dtype, "model.repetition_penalty": 1.0, "model.max_new_tokens": args.tokens}
     probe = HFVisionBackend(load_config(overrides=overrides, env={}))
     folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     adapters = make_adapters(probe, folder)
@@ -158,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--model", default="default", help="model.id (e.g. embedded:smollm2-135m); default: the embedded default")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])

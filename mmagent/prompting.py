@@ -111,13 +111,47 @@ def leaks(answer: str, secret: str, words: int = 8) -> bool:
     return any(" ".join(tokens[i:i + words]) in said for i in range(max(0, len(tokens) - words + 1)))
 
 
+# Words by which a chat user asks for invention about a picture ("guess how old", "imagine where"): then the
+# image chat's grounding prompt is left out for that turn, and the model answers as it would without it.
+_SPECULATE = re.compile(
+    r"\b(guess\w*|imagin\w*|speculat\w*|pretend\w*|make (?:it |something |one |them )?up|made[- ]up|invent|"
+    r"story|stories|fiction\w*|hypothetical\w*|creative\w*|fantas\w*)\b", re.IGNORECASE)
+
+
+def wants_speculation(text: str) -> bool:
+    """Whether the user asks for a guess or invention (guess, imagine, speculate, pretend, make up, a story)."""
+    return bool(_SPECULATE.search(text or ""))
+
+
+def _has_image(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(p.get("type") == "image" or "image" in p for p in content)
+
+
+def chat_system(question: str, pictured: bool, system: str | None = None,
+                prompts: PromptSet | None = None) -> str | None:
+    """The system prompt of one chat turn: in a conversation with an image (`pictured`), the prompt file's
+    `image_grounded` text (answer from the labels and the image's text, say what the picture does not show)
+    followed by the user's own `system`, unless the question asks to speculate; otherwise `system`."""
+    if not pictured or wants_speculation(question):
+        return system
+    grounded = (prompts or load_prompts("chat", required=CHAT_PROMPT_KEYS)).text("image_grounded")
+    return f"{grounded}\n{system}" if system else grounded
+
+
+CHAT_PROMPT_KEYS = ("image_grounded",)
+
+
 def chat_turn(history: list[dict[str, Any]], question: str, images: Iterable[Any] = (),
-              system: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The messages of one chat turn (`mmagent chat`, and the evals that measure it): the system prompt,
-    the earlier turns, and the new user turn with its images. Returns (messages, the new user turn) so
-    the caller can keep the turn in its history."""
+              system: str | None = None, prompts: PromptSet | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages of one chat turn (`mmagent chat`, and the evals that measure it): the system prompt
+    (:func:`chat_system`: grounded when the conversation holds an image), the earlier turns, and the new
+    user turn with its images. Returns (messages, the new user turn) so the caller can keep the turn in
+    its history. `prompts`: a loaded chat prompt file (None = the shipped one)."""
     content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
     content.append({"type": "text", "text": question})
     turn = {"role": "user", "content": content}
+    pictured = len(content) > 1 or any(_has_image(m) for m in history)
+    system = chat_system(question, pictured, system, prompts)
     head = [{"role": "system", "content": system}] if system else []
     return head + list(history) + [turn], turn

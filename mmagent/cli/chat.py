@@ -36,6 +36,7 @@ def chat(
     adapter: Optional[str] = typer.Option(None, "--adapter", "-a", help="Name of a LoRA adapter to use."),
     adapter_path: Optional[list[str]] = typer.Option(None, "--adapter-path", help="Load an adapter: NAME=DIR (repeatable)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Your copy of the chat prompt file (mmagent prompts cp chat)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Longest answer, in tokens."),
     model: Optional[str] = ModelOpt,
     quantization: Optional[str] = QuantOpt,
@@ -45,13 +46,18 @@ def chat(
     """Chat with the vision-language model (streams the answer)."""
     cfg = build_config(config, set_, model__id=model, model__quantization=quantization, model__max_new_tokens=max_new_tokens)
     cfg.adapters.update(parse_adapter_paths(adapter_path))
+    for path in image or []:  # before the model loads (or downloads): a typo should not cost minutes
+        if not path.expanduser().is_file():
+            from mmagent.images import ImageError
+
+            raise ImageError(f"image '{path}' does not exist or is not a file; check the path.")
     from mmagent.model import load_backend
 
     interactive = question is None and sys.stdin.isatty()
     if interactive:
         typer.secho("loading the model…", err=True, dim=True)
     backend = load_backend(cfg)
-    session = ChatSession(backend, system=system, images=[str(p) for p in image or []], adapter=adapter)
+    session = ChatSession(backend, system=system, images=[str(p) for p in image or []], adapter=adapter, prompts=prompts)
     if question is not None:
         session.ask(question)
     elif not interactive:
@@ -68,13 +74,20 @@ def chat(
 class ChatSession:
     """History within one session; images attach to the next question and stay in the history.
 
+    Once the conversation holds an image, each turn gets the chat prompt file's grounding prompt (answer
+    from the image's labels and text, say what the picture does not show) unless the question asks to
+    guess or imagine (`mmagent.prompting.chat_turn`); `prompts` is a copied prompt file (None = shipped).
+
     The session's adapter (None = the base model) is named on every request: the backend keeps no
     current adapter, so another user of the same backend can never change this session's."""
 
     def __init__(self, backend, system: str | None = None, images: list[str] | None = None,
-                 adapter: str | None = None) -> None:
+                 adapter: str | None = None, prompts: str | Path | None = None) -> None:
+        from mmagent.prompting import CHAT_PROMPT_KEYS, load_prompts
+
         self.backend = backend
         self.system = system
+        self.prompts = load_prompts("chat", prompts, CHAT_PROMPT_KEYS)
         self.pending_images = list(images or [])
         self.messages: list[dict] = []
         self.adapter = self._checked(adapter)
@@ -87,7 +100,7 @@ class ChatSession:
     def ask(self, question: str) -> str:
         from mmagent.prompting import chat_turn
 
-        messages, turn = chat_turn(self.messages, question, self.pending_images, system=self.system)
+        messages, turn = chat_turn(self.messages, question, self.pending_images, system=self.system, prompts=self.prompts)
         answer = []
         for piece in self.backend.generate(messages, adapter=self.adapter):
             answer.append(piece)

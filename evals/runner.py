@@ -73,7 +73,12 @@ def settings_hash(suite: Suite, model: Optional[dict[str, Any]], seed: int,
 
 def config_settings(suite: Suite, config: "Config") -> Optional[dict[str, Any]]:
     """The config fields that change a memory or flow suite's answers (`--set flows.qa_mode=extractive`,
-    `--set memory.search=dense`), so a run with other settings never reuses a cached answer."""
+    `--set memory.search=dense`), and the chat prompt file a chat suite's answers follow, so a run with
+    other settings never reuses a cached answer."""
+    if suite.call == "chat":  # the chat prompt file (its grounding prompt) decides the answers too
+        from mmagent.prompting import load_prompts
+
+        return {"chat_prompts": load_prompts("chat").texts}
     if suite.call == "memory":
         return {"memory.search": config.memory.search, "memory.embedder": config.memory.embedder}
     if suite.call.startswith("flow:"):

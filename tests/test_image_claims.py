@@ -110,6 +110,10 @@ def test_predictor_returns_the_ocr_text_the_prompt_got_and_the_run_reports_a_ci(
     ci = results["sections"]["faithfulness"]["ci"]["unsupported_claim_rate"]
     assert ci["low"] <= results["sections"]["faithfulness"]["metrics"]["unsupported_claim_rate"] <= ci["high"]
     assert "answer_contains" in results["sections"]["contains"]["metrics"]
+    from mmagent.evals.runner import config_settings
+
+    grounded = config_settings(suite, tiny_backend.config)["chat_prompts"]["image_grounded"]
+    assert "Text in the image:" in grounded  # another chat prompt never reuses a cached answer
 
 
 def test_embedded_tower_names_are_decoded_from_the_tokens_the_model_got(tmp_path):

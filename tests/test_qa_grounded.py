@@ -155,3 +155,14 @@ def test_run_qa_cli_prints_the_quote_note(cfg, tiny_llava_dir, tmp_path):
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "quoted verbatim from [1]" in result.stderr or result.stdout.startswith("I don't know"), result.stderr
+
+
+@pytest.mark.parametrize("question, yes_no", [
+    ("Does the Brisa work with a smartphone app?", True), ("Is there a Platinum level above Gold?", True),
+    ("Can gift cards be used in partner shops?", True), ("So, do you ship to Spain?", True),
+    ("What is the phone number?", False), ("Explain the returns policy.", False), ("Why is it late?", False),
+])
+def test_yes_no_questions_are_recognised_for_the_answerability_check(question, yes_no):
+    from mmagent.flows.grounding import is_yes_no
+
+    assert is_yes_no(question) is yes_no

@@ -28,6 +28,8 @@ _FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|within|since|until|d
                       r"(?:who|whom|whose|when|where|which|what|"
                       r"how (?:many|much|long|old|far|big|large|tall|often|early|late|soon|fast|heavy)|name|list)\b",
                       re.IGNORECASE)
+_YES_NO = re.compile(r"^(?:is|are|was|were|does|do|did|can|could|will|would|has|have|had|should|may|must)\b",
+                     re.IGNORECASE)
 _OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might|if|about)\b|^what'?s? (?:your|the best|better)\b",
                       re.IGNORECASE)
 
@@ -70,6 +72,14 @@ def sentence_of(span: Span, passages: Sequence[str]) -> str:
     end_match = _SENTENCE_END.search(text, span.end)
     end = end_match.end() if end_match else len(text)
     return text[start:end].strip()
+
+
+def is_yes_no(question: str) -> bool:
+    """Whether `question` asks yes or no ("Does the Brisa work with an app?", "Can gift cards be used in
+    partner shops?"): the form most near-miss questions take, since they ask about a detail beside what the
+    passage does say."""
+    text = _LEAD.sub("", " ".join(question.split())).strip()
+    return bool(_YES_NO.match(text))
 
 
 def is_factual(question: str) -> bool:

@@ -22,7 +22,8 @@ Two ways to answer (``mode``, default ``flows.qa_mode``):
   words came from are credited (``citations_inferred``), never one whose facts disagree with it.
 
 ``auto`` picks extractive for factual questions (:func:`is_factual`: who, when, where, which, how
-many/much/long..., what — not why/how/yes-no or requests to explain) and generative otherwise.
+many/much/long..., what — not why/how/yes-no or requests to explain) and generative otherwise; a yes/no
+question is first asked for a quote, and when the model says the passages hold none the flow declines.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, SourceEvent, emit
 from mmagent.flows.prompting import PromptSet, fence, load_prompts
-from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, is_factual, shown
+from mmagent.flows.grounding import NO_SPAN_REPLY, extract_span, is_factual, is_yes_no, shown
 from mmagent.flows.steps import ToolBox, check_files, run_tool, say, stream_answer, transcribe
 from mmagent.tools.base import Source
 
@@ -200,9 +201,16 @@ class QAFlow(GraphFlow):
 
     def _answer(self, state: QAState) -> dict[str, Any]:
         request = state["request"]
-        mode = resolve_mode(request.mode or self.config.flows.qa_mode, state["question"], bool(state["sources"]))
+        chosen = request.mode or self.config.flows.qa_mode
+        mode = resolve_mode(chosen, state["question"], bool(state["sources"]))
         if mode == "extractive":
             return self._extract(state)
+        if chosen == "auto" and state["sources"] and is_yes_no(state["question"]):
+            # answerability first: a yes/no question about a detail the passages do not mention passes every
+            # retrieval gate, and free text then answers it anyway; asked for a quote, the model can say "unknown"
+            quoted = self._extract(state)
+            if quoted["span"] is None:
+                return quoted
         gen = {"max_new_tokens": request.max_new_tokens} if request.max_new_tokens else {}
         answer = stream_answer(self.backend, self.messages(state), request.images, adapter=request.adapter, **gen)
         return {"answer": answer, "extractive": False, "span": None}

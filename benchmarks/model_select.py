@@ -9,6 +9,7 @@ model and suite under --out, so an interrupted run resumes where it stopped.
     python benchmarks/model_select.py                       # everything: Markdown to stdout, JSON to --out
     python benchmarks/model_select.py --speed-only          # the speed table alone (minutes)
     python benchmarks/model_select.py --models smollm2-135m qwen2.5-coder-0.5b --suites squad_mini
+    python benchmarks/model_select.py --speed-from benchmarks/out/model_select/speed.json  # speed measured earlier
 """
 
 from __future__ import annotations
@@ -33,14 +34,6 @@ SHIPPED_SUITES = ("squad_mini", "support_tasks", "summarize_mini", "pipeline_qa"
 PRIMARY = ("f1", "task_success", "success", "anls", "accuracy", "rougeL", "rouge_l")
 # (quantization, dtype) pairs that make sense on a CPU; bfloat16 only where the CPU has bf16 instructions.
 PRECISIONS = (("none", "float32"), ("none", "bfloat16"), ("8bit", "float32"), ("4bit", "float32"))
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _prompt(tokenizer, tokens: int) -> list[dict]:
@@ -88,11 +81,17 @@ def measure_speed(model: str, quantization: str, dtype: str) -> dict:
     }
 
 
+def _cpu_has_bf16() -> bool:
+    from mmagent.model.quantization import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
 def speed_table(models: list[str]) -> list[dict]:
     rows = []
     for model in models:
         for quantization, dtype in PRECISIONS:
-            if dtype == "bfloat16" and not cpu_has_bf16():
+            if dtype == "bfloat16" and not _cpu_has_bf16():
                 continue
             done = subprocess.run([sys.executable, __file__, "--one", model, quantization, dtype],
                                   capture_output=True, text=True)
@@ -225,6 +224,9 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--suites", nargs="*", default=None, help="default: the shipped six plus the grown suites")
     parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--speed-from", type=Path, default=None,
+                        help="reuse the speed table of an earlier run's model_select.json (measured on a quiet "
+                             "machine) instead of measuring again")
     parser.add_argument("--limit", type=int, default=None, help="first N examples per suite (smoke runs)")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "model_select")
     args = parser.parse_args()
@@ -233,7 +235,10 @@ def main() -> int:
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
-    speed = speed_table(args.models)
+    if args.speed_from:
+        speed = [r for r in json.loads(args.speed_from.read_text())["speed"] if r["model"] in args.models]
+    else:
+        speed = speed_table(args.models)
     quality: dict[str, dict] = {}
     if not args.speed_only:
         suites = args.suites or _default_suites()

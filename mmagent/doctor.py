@@ -172,7 +172,7 @@ def _runtime(config: Config) -> dict[str, str]:
     from mmagent.model.quantization import bitsandbytes_status, plan_quantization, resolve_device, resolve_dtype
 
     device = resolve_device(config.model.device)
-    dtype = resolve_dtype(config.model.dtype, device)
+    dtype = resolve_dtype(config.model.dtype, device, embedded=embedded_name(config.model.id) is not None)
     plan = plan_quantization(config.model.quantization, device, dtype)
     return {
         "torch": f"{torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})",

@@ -86,17 +86,23 @@ def tiny_config(model_dir: Path, **overrides):
     return load_config(overrides=values, env={})
 
 
-@pytest.fixture(scope="session")
-def default_model_dir(cache_dir) -> Path:
-    """The embedded default VLM, assembled into the user cache if this machine has none yet."""
-    from mmagent.model.default_vlm.build import ensure_default_model
-
-    return ensure_default_model(cache_dir)
+SMALL_MODEL = "smollm2-135m"  # the smallest embedded model: the vision side's mechanics are tested on it
 
 
 @pytest.fixture(scope="session")
-def default_backend(default_model_dir, cache_dir):
+def small_model_dir(cache_dir) -> Path:
+    """The smallest embedded VLM (SmolLM2-135M + the shared vision side), assembled into the user cache if
+    this machine has none yet (~30 s). Tests of the vision side, adapters and surfaces run on it; the default
+    model's own answers are tested in test_default_choice.py."""
+    from mmagent.model.default_vlm.build import ensure_model
+
+    return ensure_model(SMALL_MODEL, cache_dir)
+
+
+@pytest.fixture(scope="session")
+def small_backend(small_model_dir, cache_dir):
     from mmagent.config import load_config
     from mmagent.model import load_backend
 
-    return load_backend(load_config(overrides={"paths.cache": str(cache_dir)}, env={}))
+    return load_backend(load_config(overrides={"paths.cache": str(cache_dir), "model.id": f"embedded:{SMALL_MODEL}"},
+                                    env={}))

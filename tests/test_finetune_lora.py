@@ -123,7 +123,7 @@ def test_recipe_errors_name_the_field():
         load_recipe("vlm-easy-vqa", ["train.batch_size=0"])
     with pytest.raises(ConfigError, match="lora.region_init must be zero or random"):
         load_recipe("vlm-easy-vqa", ["lora.region_init=gaussian"])
-    with pytest.raises(ConfigError, match="needs model.id=default .* Add --set lora.region_init=zero"):
+    with pytest.raises(ConfigError, match="needs model.id=default or embedded:NAME .* Add --set lora.region_init=zero"):
         load_recipe("vlm-easy-vqa", ["model.id=llava-hf/llava-interleave-qwen-0.5b-hf"])
 
 

@@ -249,9 +249,10 @@ def test_memory_search_tool(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_cli_ingests_a_photo_with_the_default_vlm(
-    tmp_path, cat_photo, capsys, monkeypatch, default_model_dir
+    tmp_path, cat_photo, capsys, monkeypatch, small_model_dir
 ):
     monkeypatch.setenv("MMAGENT_MEMORY_PATH", str(tmp_path / "store"))
+    monkeypatch.setenv("MMAGENT_MODEL_ID", "embedded:smollm2-135m")
     code, out, _ = run_cli(capsys, "ingest", str(cat_photo), "--json")
     assert code == 0 and json.loads(out)["chunks"] == 1
     code, out, _ = run_cli(capsys, "memory", "search", "a cat", "--kind", "image", "--json")

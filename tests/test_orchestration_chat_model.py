@@ -109,19 +109,19 @@ class TestTinyIntegration(TinyModel, ChatModelIntegrationTests):
 
 
 @pytest.mark.slow
-@pytest.mark.default_model
+@pytest.mark.embedded_model
 class TestDefaultIntegration(MMFlags, ChatModelIntegrationTests):
     """The same suite on the embedded default VLM (SmolLM2-135M + MobileNetV2): minutes of CPU."""
 
     @pytest.fixture(autouse=True)
-    def _default(self, default_model_dir, cache_dir, serve_suite_image):
+    def _default(self, small_model_dir, cache_dir, serve_suite_image):
         type(self).cache = cache_dir
 
     @property
     def chat_model_params(self) -> dict:
         from mmagent.config import load_config
 
-        overrides = {"paths.cache": str(self.cache), "model.max_new_tokens": 64}
+        overrides = {"paths.cache": str(self.cache), "model.max_new_tokens": 64, "model.id": "embedded:smollm2-135m"}
         return {"config": load_config(overrides=overrides, env={})}
 
     # Measured 2026-12-01: the calls are schema-valid (constrained decoding) but the 135M model's choices are

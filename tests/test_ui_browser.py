@@ -30,18 +30,18 @@ try:
 except ImportError:  # the tests skip without playwright
     PlaywrightTimeout = TimeoutError
 
-pytestmark = pytest.mark.default_model
+pytestmark = pytest.mark.embedded_model
 ANSWER_TIMEOUT = 150  # s per answer on 2 busy CPU cores
 
 
 @pytest.fixture(scope="module")
-def random_adapter(default_model_dir, tmp_path_factory) -> Path:
+def random_adapter(small_model_dir, tmp_path_factory) -> Path:
     """A random-weights LoRA on the default model's language tower (changes answers, proves switching)."""
     from helpers.tiny import build_lora_adapter
 
     from mmagent.model.default_vlm import vision  # noqa: F401  registers the embedded vision tower
 
-    return build_lora_adapter(default_model_dir, tmp_path_factory.mktemp("adapter") / "random", seed=3)
+    return build_lora_adapter(small_model_dir, tmp_path_factory.mktemp("adapter") / "random", seed=3)
 
 
 def free_port() -> int:
@@ -70,7 +70,8 @@ def server(tmp_path, random_adapter, cache_dir):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMAGENT_")}
     env.update(MMAGENT_PATHS_DATA=str(tmp_path / "data"), MMAGENT_MEMORY_PATH=str(tmp_path / "memory"),
-               MMAGENT_PATHS_CACHE=str(cache_dir), MMAGENT_MODEL_MAX_NEW_TOKENS="16", HF_HUB_OFFLINE="1")
+               MMAGENT_PATHS_CACHE=str(cache_dir), MMAGENT_MODEL_MAX_NEW_TOKENS="16", HF_HUB_OFFLINE="1",
+               MMAGENT_MODEL_ID="embedded:smollm2-135m")  # the smallest embedded model: the UI, not the model, is tested
     log = tmp_path / "server.log"
     started = time.perf_counter()
     with log.open("w") as out:

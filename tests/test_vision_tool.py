@@ -60,10 +60,12 @@ def bomb(tmp_path) -> Path:
 
 
 def default_config(cache_dir: Path):
-    """The same config as the `default_backend` fixture, so the process-wide backend is shared."""
+    """The same config as the `small_backend` fixture, so the process-wide backend is shared."""
+    from conftest import SMALL_MODEL
+
     from mmagent.config import load_config
 
-    return load_config(overrides={"paths.cache": str(cache_dir)}, env={})
+    return load_config(overrides={"paths.cache": str(cache_dir), "model.id": f"embedded:{SMALL_MODEL}"}, env={})
 
 
 # ---- arguments and refusals (no model needed) ----------------------------------------------------
@@ -115,15 +117,15 @@ def test_read_text_gives_a_model_without_built_in_ocr_the_fenced_ocr_text(tiny_l
 
 
 # ---- the embedded default model -----------------------------------------------------------------------
-@pytest.mark.default_model
-def test_describes_the_cat_photo(default_backend, cache_dir, cat_photo):
+@pytest.mark.embedded_model
+def test_describes_the_cat_photo(small_backend, cache_dir, cat_photo):
     answer = look(VisionRequest("describe", [str(cat_photo)]), default_config(cache_dir), max_new_tokens=24).collect()
     assert words(answer.answer) & CAT_WORDS, answer.answer
-    assert answer.ocr == [[]] and answer.precision == default_backend.info().precision
+    assert answer.ocr == [[]] and answer.precision == small_backend.info().precision
 
 
-@pytest.mark.default_model
-def test_read_text_returns_ocr_lines_with_boxes_and_the_model_answers_from_them(default_backend, cache_dir, invoice):
+@pytest.mark.embedded_model
+def test_read_text_returns_ocr_lines_with_boxes_and_the_model_answers_from_them(small_backend, cache_dir, invoice):
     tool = VisionTool(default_config(cache_dir))
     result = tool(task="read_text", image=str(invoice), question="What is the total due?")
     lines = result.data.ocr[0]
@@ -144,8 +146,8 @@ def cjk_font() -> str | None:
     return next((f for f in files if f.endswith((".ttf", ".ttc", ".otf"))), None)
 
 
-@pytest.mark.default_model
-def test_reads_chinese_text(default_backend, cache_dir, tmp_path):
+@pytest.mark.embedded_model
+def test_reads_chinese_text(small_backend, cache_dir, tmp_path):
     from conftest import missing
 
     path = cjk_font()
@@ -157,8 +159,8 @@ def test_reads_chinese_text(default_backend, cache_dir, tmp_path):
     assert read == ["发票号码2026-1142", "应付总额318.40元"], read
 
 
-@pytest.mark.default_model
-def test_compare_puts_both_images_in_one_message_and_names_both(default_backend, cache_dir, cat_photo):
+@pytest.mark.embedded_model
+def test_compare_puts_both_images_in_one_message_and_names_both(small_backend, cache_dir, cat_photo):
     coffee = cat_photo.parent / "coffee.jpg"
     run = look(VisionRequest("compare", [str(cat_photo), str(coffee)]), default_config(cache_dir), max_new_tokens=40)
     answer = run.collect()

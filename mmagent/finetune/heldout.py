@@ -14,11 +14,15 @@ from mmagent.finetune.lora_recipe import LoraRecipe
 
 
 def recipe_backend(recipe: LoraRecipe) -> Any:
-    """A backend on the recipe's model, quantization and OCR setting, with no configured adapters."""
+    """A backend on the recipe's model, quantization and OCR setting, with no configured adapters.
+
+    Training computes in float32 whatever `model.dtype: auto` picks for serving (bfloat16 on some CPUs):
+    the recipes' measured results, and LoRA's small updates, were checked in float32."""
     from mmagent.config import load_config
     from mmagent.model.backend import HFVisionBackend
 
-    overrides = {"model.id": recipe.model.id, "model.quantization": recipe.model.quantization, "model.ocr": recipe.model.ocr}
+    overrides = {"model.id": recipe.model.id, "model.quantization": recipe.model.quantization, "model.ocr": recipe.model.ocr,
+                 "model.dtype": "float32"}
     config = load_config(overrides=overrides)
     config.adapters = {}
     return HFVisionBackend(config)

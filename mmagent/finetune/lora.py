@@ -88,7 +88,7 @@ def _init_region_rows(peft_model: Any, backend: Any, train_set: _EncodedDataset,
     tower = _embedded_tower(backend)
     copies = [m for name, m in peft_model.named_modules() if name.endswith("multi_modal_projector.modules_to_save.default")]
     if tower is None or not copies:
-        raise ConfigError("lora.region_init=random needs the embedded default model (model.id: default) and "
+        raise ConfigError("lora.region_init=random needs an embedded model (model.id: default or embedded:NAME) and "
                           "lora.train_projector: true; set lora.region_init: zero for other models.")
     embeddings = peft_model.get_input_embeddings().weight
     pixels = next(_pixel_batches(backend, train_set, limit=64))

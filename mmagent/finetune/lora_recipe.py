@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mmagent.config import embedded_name
 from mmagent.errors import ConfigError
 
 DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
@@ -125,7 +126,8 @@ class LoraRecipe:
     def __post_init__(self) -> None:
         if self.kind != "lora":
             raise ConfigError(f"LoraRecipe.kind must be 'lora'; got {self.kind!r}.")
-        if self.lora.region_init == "random" and (self.model.id != "default" or not self.lora.train_projector):
-            raise ConfigError("lora.region_init=random starts the embedded default model's projector region rows, so "
-                              f"it needs model.id=default and lora.train_projector=true; got model.id={self.model.id!r}, "
-                              f"train_projector={self.lora.train_projector}. Add --set lora.region_init=zero.")
+        if self.lora.region_init == "random" and (embedded_name(self.model.id) is None or not self.lora.train_projector):
+            raise ConfigError("lora.region_init=random starts an embedded model's projector region rows, so it needs "
+                              "model.id=default or embedded:NAME and lora.train_projector=true; got "
+                              f"model.id={self.model.id!r}, train_projector={self.lora.train_projector}. "
+                              "Add --set lora.region_init=zero.")

@@ -70,7 +70,7 @@ class HFVisionBackend:
         mc = self.model_config
         self.path = resolve_model_path(mc, self.config.paths.cache)
         self.device = resolve_device(mc.device)
-        self.dtype = resolve_dtype(mc.dtype, self.device)
+        self.dtype = resolve_dtype(mc.dtype, self.device, embedded=embedded_name(mc.id) is not None)
         plan = plan_quantization(mc.quantization, self.device, self.dtype)
         if plan.warning:
             log.warning(plan.warning)

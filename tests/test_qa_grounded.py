@@ -166,3 +166,19 @@ def test_yes_no_questions_are_recognised_for_the_answerability_check(question, y
     from mmagent.flows.grounding import is_yes_no
 
     assert is_yes_no(question) is yes_no
+
+
+def test_a_question_about_a_picture_gets_the_grounded_chat_prompt_unless_it_asks_to_speculate(cfg, cat_photo):
+    from mmagent.flows.qa import QAFlow
+    from mmagent.prompting import load_prompts
+
+    flow = QAFlow(cfg)
+    grounded = load_prompts("chat").text("image_grounded")
+    for question, expected in (("What animal is this?", True), ("Imagine a story about this cat.", False)):
+        state = flow.start(QARequest(question, images=[str(cat_photo)]))
+        state.update({"sources": []})
+        system = flow.messages(state)[0]["content"]
+        assert (grounded in system) is expected, system
+    state = flow.start(QARequest("What animal is this?"))
+    state.update({"sources": []})
+    assert grounded not in flow.messages(state)[0]["content"]  # no picture: the open prompt alone

@@ -270,7 +270,12 @@ class QAFlow(GraphFlow):
             blocks = [fence(s.excerpt, f"[{i}] {_where(s)}") for i, s in enumerate(state["sources"], start=1)]
             return [{"role": "system", "content": state["prompts"].text(system, **fill)},
                     {"role": "user", "content": state["prompts"].text("user", sources="\n".join(blocks), question=question)}]
-        return [{"role": "system", "content": state["prompts"].text("system_open")},
+        system = state["prompts"].text("system_open")
+        if state["request"].images:  # about a picture: stay with its labels and text (as `mmagent chat` does)
+            from mmagent.prompting import chat_system
+
+            system = chat_system(question, True, system)
+        return [{"role": "system", "content": system},
                 {"role": "user", "content": state["prompts"].text("user_open", question=question)}]
 
     def _threshold(self, request: QARequest) -> float:

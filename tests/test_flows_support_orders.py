@@ -147,7 +147,8 @@ def test_the_refund_amount_is_the_one_the_customer_wrote():
     assert Policy.bind_amount({**refund, "amount": 189.0}, [30.0])["amount"] == 30.0  # or wrote another
     assert "amount" not in Policy.bind_amount({**refund, "amount": 12.0}, [])  # nobody said 12: the order's total
     assert Policy.bind_amount({**refund, "amount": 16.0}, [16.0, 20.0])["amount"] == 16.0
-    assert Policy.bind_amount({**refund, "kind": "damaged", "amount": 5.0}, [30.0])["amount"] == 5.0
+    assert "amount" not in Policy.bind_amount({**refund, "kind": "damaged", "amount": 50.0}, [])  # the limit, not theirs
+    assert Policy.bind_amount({**refund, "kind": "damaged", "amount": 30.0}, [30.0])["amount"] == 30.0
     history = [{"role": "user", "content": "The purifier from order 1012 is scratched, 30 euros back is fine"},
                {"role": "assistant", "content": "Order 1012: Brisa air purifier, 189.00 EUR"}]
     assert conversation_amounts({"message": "yes do it", "history": history}) == [30.0]

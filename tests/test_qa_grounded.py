@@ -49,6 +49,8 @@ def _run(cfg, request):
     ("Why was the bridge closed?", False), ("How do I reset my password?", False),
     ("Is the shop open on Sunday?", False), ("Explain the returns policy.", False),
     ("What do you think about the new policy?", False), ("Summarize the minutes.", False),
+    ("What does a phone call to the office cost?", True), ("What should I do about it?", False),
+    ("What if it breaks?", False),
 ])
 def test_auto_picks_extractive_for_factual_questions(question, factual):
     assert is_factual(question) is factual

@@ -30,7 +30,8 @@ _FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|within|since|until|d
                       re.IGNORECASE)
 _YES_NO = re.compile(r"^(?:is|are|was|were|does|do|did|can|could|will|would|has|have|had|should|may|must)\b",
                      re.IGNORECASE)
-_OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might|if|about)\b|^what'?s? (?:your|the best|better)\b",
+_OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might) (?:you|i|we)\b|^what (?:if|about)\b|"
+                      r"^what'?s? (?:your|the best|better)\b",
                       re.IGNORECASE)
 
 

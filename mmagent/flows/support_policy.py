@@ -149,14 +149,12 @@ class Policy:
 
     @staticmethod
     def bind_amount(args: dict[str, Any], stated: Sequence[float]) -> dict[str, Any]:
-        """A refund call's amount as the customer wrote it: the model may not invent one (a small model drops
-        "a partial refund of 30 euros" and the order's full 189.00 goes to a human, or writes an amount
-        nobody said). One amount written by the customer is used; otherwise only an amount they wrote
-        stays, and none means the order's total."""
-        if args.get("kind") != "refund":
-            return args
+        """A ticket's amount as the customer wrote it: the model may not invent one (a small model drops
+        "a partial refund of 30 euros" and the order's full 189.00 goes to a human; Qwen 0.5B put the 50.00
+        refund limit on a damage ticket). For a refund, one amount written by the customer is used;
+        otherwise only an amount they wrote stays, and none means the order's total."""
         amount = args.get("amount")
-        if len(stated) == 1:
+        if args.get("kind") == "refund" and len(stated) == 1:
             return {**args, "amount": stated[0]}
         if amount is not None and float(amount) not in stated:
             return {k: v for k, v in args.items() if k != "amount"}

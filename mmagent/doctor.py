@@ -65,6 +65,20 @@ def _packaged_weights(config: Config) -> list[Artifact]:
     return out
 
 
+def _remote(model_id: str, url: str) -> Artifact:
+    """An `openai+http://...` model: OK when the server lists its models within 3 s."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/models", timeout=3) as response:
+            ok = response.status == 200
+        reason = ""
+    except OSError as exc:  # refused, timed out, 401 without a key
+        ok, reason = False, f": {exc}"
+    detail = "OpenAI-compatible server" + ("" if ok else f" not reachable{reason}; start `mmagent serve` or vLLM there")
+    return Artifact(f"model: {model_id}", OK if ok else MISSING, url, None, detail)
+
+
 def _provenance(spec) -> str:
     lm = spec.language_model
     return f"{spec.model_id}: {spec.title} from {lm.upstream} ({lm.licence}), packaged as {lm.source}"
@@ -72,6 +86,11 @@ def _provenance(spec) -> str:
 
 def _model(config: Config) -> list[Artifact]:
     model_id = config.model.id
+    from mmagent.model.openai_compat import remote_url
+
+    url = remote_url(model_id)
+    if url is not None:  # a model on an OpenAI-compatible server: reachable or not, nothing to find on disk
+        return [_remote(model_id, url)]
     if embedded_name(model_id) is not None:
         from mmagent.model.default_vlm import models
         from mmagent.model.default_vlm.build import is_built

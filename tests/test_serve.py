@@ -458,3 +458,17 @@ def test_support_flow_on_the_remote_backend_as_on_the_local_one(server, backend,
     finally:
         local.close()
         remote.close()
+
+
+def test_doctor_checks_a_remote_model_instead_of_crashing(server):
+    from mmagent.config import load_config
+    from mmagent.doctor import diagnose
+
+    def row(url: str):
+        config = load_config(overrides={"model.id": f"openai+{url}/v1"}, env={})
+        return next(a for a in diagnose(config).artifacts if a.name.startswith("model: openai+"))
+
+    up = row(server.url)
+    assert up.status == "ok" and "OpenAI-compatible server" in up.detail
+    down = row("http://127.0.0.1:9")  # nothing listens on the discard port
+    assert down.status == "missing" and "not reachable" in down.detail and "mmagent serve" in down.detail

@@ -472,3 +472,18 @@ def test_doctor_checks_a_remote_model_instead_of_crashing(server):
     assert up.status == "ok" and "OpenAI-compatible server" in up.detail
     down = row("http://127.0.0.1:9")  # nothing listens on the discard port
     assert down.status == "missing" and "not reachable" in down.detail and "mmagent serve" in down.detail
+
+
+def test_the_remote_backend_sends_the_configs_decoding_defaults(server, config):
+    """A remote engine left to its own defaults samples (vLLM: temperature 1) up to its context length; the
+    config's length and greedy decoding must travel with every request, as they apply locally."""
+    from conftest import tiny_config
+
+    from mmagent.model import load_backend
+
+    remote = load_backend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
+                                                          "model.max_new_tokens": 3}))
+    body = remote._body([{"role": "user", "content": "hi"}], remote.base_name, None, {})
+    assert body["max_tokens"] == 3 and body["temperature"] == 0.0
+    assert remote._body([{"role": "user", "content": "hi"}], remote.base_name, None,
+                        {"max_new_tokens": 7})["max_tokens"] == 7  # a request's own value wins

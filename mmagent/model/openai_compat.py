@@ -173,8 +173,12 @@ class OpenAICompatBackend:
 
     def _body(self, messages: list[Message], model: str, tools: list[dict] | None, gen: dict[str, Any]) -> dict:
         body: dict[str, Any] = {"model": model, "messages": [self._message(m) for m in messages]}
-        if "max_new_tokens" in gen:
-            body["max_tokens"] = gen["max_new_tokens"]
+        # the config's decoding defaults apply as they do locally: a remote engine left to its own decides
+        # the length itself (vLLM generated up to its context length for a chat given --max-new-tokens 24)
+        mc = self.model_config
+        gen = {"max_new_tokens": mc.max_new_tokens, "temperature": mc.temperature,
+               "repetition_penalty": mc.repetition_penalty, **gen}
+        body["max_tokens"] = gen["max_new_tokens"]
         for key in ("temperature", "top_p", "seed"):
             if gen.get(key) is not None:
                 body[key] = gen[key]

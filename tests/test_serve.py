@@ -479,10 +479,11 @@ def test_the_remote_backend_sends_the_configs_decoding_defaults(server, config):
     config's length and greedy decoding must travel with every request, as they apply locally."""
     from conftest import tiny_config
 
-    from mmagent.model import load_backend
+    from mmagent.model.openai_compat import OpenAICompatBackend
 
-    remote = load_backend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
-                                                          "model.max_new_tokens": 3}))
+    # built directly: load_backend would hand back a cached remote backend of another test's config
+    remote = OpenAICompatBackend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
+                                                                 "model.max_new_tokens": 3}))
     body = remote._body([{"role": "user", "content": "hi"}], remote.base_name, None, {})
     assert body["max_tokens"] == 3 and body["temperature"] == 0.0
     assert remote._body([{"role": "user", "content": "hi"}], remote.base_name, None,

@@ -46,6 +46,11 @@ class AdapterError(MMAgentError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class RemoteUnsupported(MMAgentError):
+    """A `ModelBackend` call that needs the model in this process (its chat template, tokenizer offsets,
+    vision tower), asked of a model served elsewhere (``model.id: openai+http://...``)."""
+
+
 class MemoryStoreError(MMAgentError, ValueError):
     """A vector-memory collection is missing, misnamed, or cannot be reached."""
 

@@ -54,7 +54,7 @@ def model_section(backend: Any, adapter: Optional[str]) -> dict[str, Any]:
         "architecture": info.architecture,
         "parameters": info.parameters,
         "precision": info.precision,
-        "quantization": getattr(getattr(backend, "model_config", None), "quantization", None),
+        "quantization": info.quantization,
         "device": info.device,
         "chat_template_hash": info.chat_template_hash,
         "model_files_sha256": files,

@@ -103,7 +103,7 @@ class ModelPredictor(Predictor):
 class ChatPredictor(Predictor):
     """One `mmagent chat` turn per example (the messages `mmagent.prompting.chat_turn` builds for the chat
     command, the suite's `prompt.system` standing for `--system`). Each prediction is ``{"answer",
-    "evidence"}``: the evidence is what the model was shown of the image (:func:`image_evidence`), so the
+    "evidence"}``: the evidence is what the model was shown of the image (`ModelBackend.image_text`), so the
     faithfulness metric checks the answer against exactly that and the question."""
 
     def predict(self, batch: Sequence[EvalExample]) -> list[Any]:
@@ -121,51 +121,8 @@ class ChatPredictor(Predictor):
             return []
         seen = self.__dict__.setdefault("_seen", {})  # several questions ask about one image: read it once
         if image not in seen:
-            seen[image] = image_evidence(self.backend, image)
+            seen[image] = self.backend.image_text(image)
         return seen[image]
-
-
-def image_evidence(backend: Any, image: Any) -> list[str]:
-    """The text the model is given about `image` besides its pixels, as its prompt gets it: the class names
-    the embedded vision tower spells into the image tokens (" A photo of: Egyptian cat, tabby") and the
-    OCR block the backend adds after the image ("Text in the image: ..."). Empty for a backend that adds
-    neither (a hub VLM sees only pixels, so nothing it says about them is checkable text)."""
-    expand = getattr(backend, "expand", None)
-    if expand is None:
-        return []
-    messages, pil_images = expand([{"role": "user", "content": [{"type": "image", "image": image}]}])
-    texts = [part["text"].strip() for part in messages[0]["content"] if part.get("type") == "text"]
-    names = _tower_names(backend, pil_images[0]) if pil_images else ""
-    return [t for t in (names, *texts) if t]
-
-
-def _tower_names(backend: Any, image: Any) -> str:
-    """The class-name line the embedded tower writes for `image`, decoded from its name tokens."""
-    import torch
-
-    from mmagent.model.default_vlm.build import NAME_PREFIX
-    from mmagent.model.default_vlm.vision import MobileNetTower
-    from mmagent.model.mobilenet import imagenet_class_names
-
-    tower = next((m for m in backend.model.modules() if isinstance(m, MobileNetTower)), None)
-    if tower is None:
-        return ""
-    pixels = backend.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
-    with torch.no_grad():
-        probs = tower(pixels.to(tower.device)).pooler_output[0]
-    sequence = tower.name_sequence(probs)
-    pad, separator = int(tower.pad_token[0]), int(tower.separator_token[0])
-    body = [t for t in sequence if t != pad][tower.config.prefix_length:]
-    by_tokens = {tuple(int(t) for t in row if t >= 0): name
-                 for row, name in zip(tower.class_tokens.tolist(), imagenet_class_names())}
-    pieces, current = [], []
-    for token in body + [separator]:
-        if token == separator:
-            pieces.append(by_tokens.get(tuple(current), "")) if current else None
-            current = []
-        else:
-            current.append(token)
-    return f"{NAME_PREFIX.strip()} {', '.join(p for p in pieces if p)}"
 
 
 class AsrPredictor(Predictor):

@@ -93,9 +93,7 @@ def tiny_backend(tiny_llava_dir):
 
 
 def test_predictor_returns_the_ocr_text_the_prompt_got_and_the_run_reports_a_ci(tiny_backend, examples, tmp_path):
-    from mmagent.evals.predictors import image_evidence
-
-    evidence = image_evidence(tiny_backend, str(RECEIPT))
+    evidence = tiny_backend.image_text(str(RECEIPT))
     assert len(evidence) == 1 and evidence[0].startswith("Text in the image:")  # a CLIP tower spells no names
     assert "8.70" in evidence[0]
     rendered, _ = tiny_backend.render([{"role": "user", "content": [{"type": "image", "image": str(RECEIPT)}]}])
@@ -122,7 +120,6 @@ def test_embedded_tower_names_are_decoded_from_the_tokens_the_model_got(tmp_path
     from helpers.tiny import tiny_mobilenet_weights, tiny_qwen2_lm
 
     from mmagent.config import load_config
-    from mmagent.evals.predictors import image_evidence
     from mmagent.model.backend import HFVisionBackend
     from mmagent.model.default_vlm import models
     from mmagent.model.default_vlm.build import compose_checkpoint
@@ -135,7 +132,7 @@ def test_embedded_tower_names_are_decoded_from_the_tokens_the_model_got(tmp_path
     backend = HFVisionBackend(load_config(overrides={"model.id": str(target), "paths.cache": str(tmp_path),
                                                      "model.ocr": "off"}, env={}))
     image = FIXTURES / "cat.jpg"
-    evidence = image_evidence(backend, str(image))
+    evidence = backend.image_text(str(image))
     assert len(evidence) == 1 and evidence[0].startswith("A photo of: ")
     names = evidence[0].removeprefix("A photo of: ").split(", ")
     classes = imagenet_class_names()

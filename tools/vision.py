@@ -123,11 +123,11 @@ def look(
     ocr = _read_all(pictures) if request.task == "read_text" else [[] for _ in pictures]
     prompts = prompts or vision_prompts()
     backend = load_backend(config)
+    info = backend.info()
     # The embedded model's core already adds OCR text after each image; other models get it here.
-    add_ocr = request.task == "read_text" and not getattr(backend, "ocr", False)
+    add_ocr = request.task == "read_text" and not info.reads_image_text
     messages = [{"role": "user", "content": _content(request, pictures, ocr if add_ocr else None, prompts)}]
     pieces = backend.generate(messages, adapter=adapter, **gen)
-    info = backend.info()
     return VisionRun(request, ocr, messages, pieces, model=info.model_id, precision=info.precision)
 
 

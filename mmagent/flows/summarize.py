@@ -101,9 +101,11 @@ class SummarizeFlow(GraphFlow):
         """Tokens the model reads at once: flows.context_tokens, else the model's context length."""
         if self.config.flows.context_tokens:
             return self.config.flows.context_tokens
-        cfg = self.backend.model.config
-        text_cfg = getattr(cfg, "text_config", None) or cfg
-        return int(getattr(text_cfg, "max_position_embeddings", 2048) or 2048)
+        length = self.backend.info().context_length
+        if length is None:
+            raise FlowError(f"the model ({self.backend.info().model_id}) does not say how many tokens it reads at "
+                            "once; set flows.context_tokens (e.g. --set flows.context_tokens=2048).")
+        return length
 
     def budget(self, words: int) -> int:
         """Tokens of source text one call may take, after the prompt and the answer."""
@@ -114,9 +116,7 @@ class SummarizeFlow(GraphFlow):
         return room
 
     def count(self, text: str) -> int:
-        from mmagent.memory.chunking import count_tokens
-
-        return count_tokens(text, self.backend.tokenizer)
+        return self.backend.count_tokens(text)
 
     @staticmethod
     def _max_new(words: int) -> int:
@@ -137,7 +137,7 @@ class SummarizeFlow(GraphFlow):
         size = max(32, min(self.budget(request.words), 1024))
         pieces = []
         for piece in raw:  # split long sections so that each fits a call on its own
-            for chunk in chunk_text(piece.text, self.backend.tokenizer, ChunkOptions(size=size, overlap=0)):
+            for chunk in chunk_text(piece.text, _SpanTokenizer(self.backend), ChunkOptions(size=size, overlap=0)):
                 pieces.append(Piece(chunk, piece.source))
         return {"pieces": pieces}
 
@@ -233,3 +233,14 @@ def _unique(sources: Any) -> list[Source]:
 def _label(source: Source) -> str:
     """The fence label of a piece: its file's name, or "notes" for map-round notes."""
     return "notes" if source.uri == "(notes)" else Path(source.uri).name
+
+
+class _SpanTokenizer:
+    """The backend's token spans in the shape `memory.chunking` reads from a tokenizer (its offset mapping):
+    the summary's chunks are cut at the model's own token counts without touching its tokenizer."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def __call__(self, text: str, **_: Any) -> dict[str, list[tuple[int, int]]]:
+        return {"offset_mapping": self.backend.token_spans(text)}

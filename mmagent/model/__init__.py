@@ -6,7 +6,6 @@ CLI, flows, tools and the UI share it (adapters switch per request instead of re
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from typing import TYPE_CHECKING
@@ -16,43 +15,48 @@ if TYPE_CHECKING:
     from mmagent.model.backend import HFVisionBackend
 
 _backends: dict[str, "HFVisionBackend"] = {}  # resident models: what loading depends on -> backend
-_views: dict[str, "HFVisionBackend"] = {}  # the same models under other request limits
+_views: dict[str, "HFVisionBackend"] = {}  # the same models under other per-request settings
 _lock = threading.Lock()
+# model.* fields that do not change the loaded weights: a backend reads them per request (decoding
+# defaults) or per prompt (ocr), so configurations that differ only here share one resident model.
+PER_REQUEST = ("max_new_tokens", "temperature", "repetition_penalty", "ocr")
 
 
 def load_backend(config: "Config | None" = None) -> "HFVisionBackend":
     """The backend for `config` (its model is built once per process and model configuration).
 
-    The resident model is keyed on what loading depends on (``model``, ``adapters``, ``paths.cache``).
-    ``limits`` are not baked into it: a caller whose limits differ gets a view of the same resident
-    model (same weights, adapters and generation lock) that enforces its own `config.limits`, so two
-    configurations never share or overwrite each other's limits and no model loads twice for them.
+    The resident model is keyed on what determines the loaded weights (``model`` without its decoding
+    defaults and ocr switch, ``adapters``, ``paths.cache``; for an ``openai+http`` model, its URL). A caller
+    whose decoding defaults, ocr switch or ``limits`` differ gets a view of the same resident model (same
+    weights, adapters and generation lock) that applies its own settings, so two configurations never share
+    or overwrite each other's settings and no model loads twice for them.
     """
     from mmagent.config import load_config
-    from mmagent.model.backend import HFVisionBackend
 
     config = config or load_config()
-    if config.model.id.startswith("openai+"):  # a model on an OpenAI-compatible server (openai_compat.py)
-        from mmagent.model.openai_compat import OpenAICompatBackend
-
-        with _lock:
-            key = json.dumps([config.model.id, config.limits.__dict__], sort_keys=True)
-            if key not in _backends:
-                _backends[key] = OpenAICompatBackend(config)  # type: ignore[assignment]
-            return _backends[key]
-    key = json.dumps([config.model.__dict__, config.adapters, config.paths.cache], sort_keys=True, default=str)
+    weights = {k: v for k, v in config.model.__dict__.items() if k not in PER_REQUEST}
+    remote = config.model.id.startswith("openai+")  # a model on an OpenAI-compatible server (openai_compat.py)
+    key = json.dumps([weights] if remote else [weights, config.adapters, config.paths.cache], sort_keys=True, default=str)
     with _lock:
         if key not in _backends:
-            _backends[key] = HFVisionBackend(config)
+            _backends[key] = _build(config, remote)
         resident = _backends[key]
-        if resident.config.limits == config.limits:
+        if resident.config.model == config.model and resident.config.limits == config.limits:
             return resident
-        view_key = json.dumps([key, config.limits.__dict__], sort_keys=True, default=str)
+        view_key = json.dumps([key, config.model.__dict__, config.limits.__dict__], sort_keys=True, default=str)
         if view_key not in _views:
-            view = copy.copy(resident)  # shares model, processor, adapters and the lock; not the config
-            view.config = config
-            _views[view_key] = view
+            _views[view_key] = resident.with_config(config)
         return _views[view_key]
+
+
+def _build(config: "Config", remote: bool) -> "HFVisionBackend":
+    if remote:
+        from mmagent.model.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(config)  # type: ignore[return-value]
+    from mmagent.model.backend import HFVisionBackend
+
+    return HFVisionBackend(config)
 
 
 __all__ = ["load_backend"]

@@ -7,6 +7,8 @@ text only. Quantization and devices: see `quantization.py`. Adapters: see `adapt
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import logging
 import threading
@@ -18,11 +20,12 @@ from mmagent.config import Config, ModelConfig, embedded_name
 from mmagent.errors import ImageError, MMAgentError, ModelLoadError
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterManager
-from mmagent.model.base import GenerationOptions, Message, ModelInfo, attach_images
+from mmagent.model.base import DecodeRow, GenerationOptions, Message, ModelInfo, Prompt, attach_images
 from mmagent.model.quantization import pin_4bit_weights, plan_quantization, resolve_device, resolve_dtype
 from mmagent.model.template import template_hash
 
 log = logging.getLogger(__name__)
+_COUNTING_LOCK = threading.Lock()
 
 
 def resolve_model_path(model: ModelConfig, cache_dir: str | Path) -> str:
@@ -117,6 +120,14 @@ class HFVisionBackend:
         except (ImportError, ValueError):  # a fast image processor that wants torchvision: use the PIL one
             return AutoProcessor.from_pretrained(self.path, use_fast=False, **common)
 
+    def with_config(self, config: Config) -> "HFVisionBackend":
+        """This resident model (weights, processor, adapters, lock shared) under `config`'s decoding
+        defaults, ocr switch and limits: `load_backend`'s view for a configuration that loads the same weights."""
+        view = copy.copy(self)
+        view.config, view.model_config = config, config.model
+        view.ocr = config.model.ocr == "on" or (config.model.ocr == "auto" and self.embedded)
+        return view
+
     @property
     def tokenizer(self) -> Any:
         return getattr(self.processor, "tokenizer", self.processor)
@@ -131,7 +142,60 @@ class HFVisionBackend:
             parameters=sum(p.numel() for p in self.model.parameters()),
             chat_template_hash=self.chat_template_hash,
             adapters=self.adapters.names,
+            context_length=self._context_length(),
+            reads_image_text=self.ocr,
+            quantization=self.model_config.quantization,
         )
+
+    def _context_length(self) -> int | None:
+        cfg = self.model.config
+        text_cfg = getattr(cfg, "text_config", None) or cfg
+        value = getattr(text_cfg, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    # ---- the protocol's tokenizer-side calls (nobody outside the model core touches the tokenizer) ----
+    def count_tokens(self, text: str, images: Sequence[Any] = ()) -> int:
+        with self._counting() as (processor, tokenizer):
+            if images:
+                return int(processor(text=[text], images=list(images), return_tensors="pt")["input_ids"].shape[1])
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        with self._counting() as (_, tokenizer):
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    @contextlib.contextmanager
+    def _counting(self) -> Iterator[tuple[Any, Any]]:
+        """A private processor copy for counting, one caller at a time: a fast tokenizer keeps padding settings
+        as state, and request threads counting on the shared one could change them under generate_batch."""
+        with _COUNTING_LOCK:
+            if getattr(self, "_counter", None) is None:
+                self._counter = copy.deepcopy(self.processor)
+            yield self._counter, getattr(self._counter, "tokenizer", self._counter)
+
+    def prompt(self, messages: Sequence[Message], *, images: Iterable[ImageInput] = (),
+               tools: list[dict] | None = None) -> Prompt:
+        text, pictures = self.render(attach_images(messages, images), tools=tools)
+        return Prompt(text, tuple(pictures))
+
+    def image_text(self, image: ImageInput) -> list[str]:
+        from mmagent.model.image_text import tower_names
+
+        messages, pictures = self.expand([{"role": "user", "content": [{"type": "image", "image": image}]}])
+        texts = [part["text"].strip() for part in messages[0]["content"] if part.get("type") == "text"]
+        names = tower_names(self.model, self.processor, pictures[0]) if pictures else ""
+        return [t for t in (names, *texts) if t]
+
+    def decode_rows(self, rows: Sequence[DecodeRow]) -> None:
+        from mmagent.model.batch_decode import BatchDecoder
+
+        if not rows:
+            return
+        with self._lock:  # the lock generate() and score() hold: no other call switches adapters meanwhile
+            if getattr(self, "_decoder", None) is None:
+                self._decoder = BatchDecoder(self)
+            self._decoder.run(rows)
 
     # ---- generation ----------------------------------------------------------------------------
     def prepare(self, messages: Sequence[Message], tools: list[dict] | None = None) -> Any:

@@ -7,8 +7,9 @@ Messages are the Hugging Face chat format, so they pass straight to a processor'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from mmagent.images import ImageInput
 
@@ -47,6 +48,35 @@ class ModelInfo:
     parameters: int
     chat_template_hash: str
     adapters: tuple[str, ...]
+    context_length: int | None = None  # tokens the model reads at once (None: the server does not say)
+    reads_image_text: bool = False  # the backend itself adds each image's OCR text to the prompt
+    quantization: str | None = None  # model.quantization as configured ("none", "8bit", "4bit"); None: remote
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A conversation as the model reads it: the chat template's text and the decoded images in order."""
+
+    text: str
+    images: tuple[Any, ...] = ()
+
+
+@dataclass(eq=False)
+class DecodeRow:
+    """One request of a batch decoded together (`decode_rows`): its prompt, adapter and options in; its text
+    out through `emit`, piece by piece, and its figures set when it ends. Setting `cancelled` ends the row at
+    the next decoding step."""
+
+    prompt: Prompt
+    adapter: str | None
+    options: GenerationOptions
+    emit: Callable[[str], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    on_end: Callable[["DecodeRow"], None] = lambda row: None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""  # "stop" (an end token), "length" (its max_new_tokens) or "cancelled"
+    batch_size: int = 0
 
 
 class AdapterCatalog(Protocol):
@@ -82,7 +112,8 @@ class ModelBackend(Protocol):
         **gen: Any,
     ) -> Iterator[str]:
         """Stream the answer's text pieces. `images` are attached to the last user message, first.
-        `adapter` picks a loaded LoRA adapter for this request only (None = the base model)."""
+        `adapter` picks a loaded LoRA adapter for this request only (None = the base model). `gen` also
+        takes `tools` (OpenAI tool definitions the chat template shows the model)."""
         ...
 
     def generate_batch(
@@ -106,6 +137,37 @@ class ModelBackend(Protocol):
         ...
 
     def info(self) -> ModelInfo: ...
+
+    def options(self, gen: dict[str, Any]) -> GenerationOptions:
+        """The decoding options a request's `gen` resolves to (the configured defaults filled in); an unknown
+        option name raises."""
+        ...
+
+    def count_tokens(self, text: str, images: Sequence[Any] = ()) -> int:
+        """Tokens of `text` as the model reads it (no special tokens added), with the tokens the processor
+        expands `images` into when given (a `Prompt`'s text and images: the whole prompt's length)."""
+        ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) character span of each token of `text`: chunking at token counts on word borders."""
+        ...
+
+    def prompt(self, messages: Sequence[Message], *, images: Iterable[ImageInput] = (),
+               tools: list[dict] | None = None) -> Prompt:
+        """`messages` through the model's chat template (images decoded, OCR text added where the backend adds
+        it): what `generate` would read. Raises for a model whose template lives elsewhere (a remote server)."""
+        ...
+
+    def image_text(self, image: ImageInput) -> list[str]:
+        """The text the model is given about `image` besides its pixels (class names an embedded tower spells
+        into the image tokens, the OCR block the backend adds); [] when it adds none."""
+        ...
+
+    def decode_rows(self, rows: Sequence[DecodeRow]) -> None:
+        """Decode `rows` together (one batch, each row under its own adapter), streaming each row's text to
+        its `emit` and calling its `on_end` once it ends. The serve batcher's entry: rows share a decoding
+        rule (greedy, or the same sampling settings); the longest row's budget bounds the batch."""
+        ...
 
 
 def attach_images(messages: Sequence[Message], images: Iterable[ImageInput]) -> list[Message]:

@@ -14,23 +14,26 @@ extractive qa mode and native tool templates are exact only against mmagent serv
 from ``MMAGENT_OPENAI_API_KEY`` (or ``OPENAI_API_KEY``).
 
 The classify flow's label scores come from mmagent serve's ``/v1/mmagent/score`` (no OpenAI or vLLM
-equivalent). Callers that reach past the `ModelBackend` protocol (the summarize flow's token counts,
-training) need the model in-process and do not work on this backend.
+equivalent); token counts from the server's ``/tokenize`` (vLLM's endpoint, which mmagent serve offers too)
+and the context length from its ``/v1/models`` card (``max_model_len``). What needs the chat template or the
+weights in this process (a rendered `Prompt`, token offsets, the image's tower text, batched rows) raises
+`RemoteUnsupported` saying so; training needs the model in-process too.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
-from mmagent.errors import AdapterError, MMAgentError, ModelLoadError, require
+from mmagent.errors import AdapterError, MMAgentError, ModelLoadError, RemoteUnsupported, require
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterInfo
-from mmagent.model.base import GenerationOptions, Message, ModelInfo, attach_images
+from mmagent.model.base import DecodeRow, GenerationOptions, Message, ModelInfo, Prompt, attach_images
 
 PREFIX = "openai+"
 EXTRA = ("spans_from", "span_skip", "span_none", "banned")  # sent under "mmagent"; only mmagent serve applies them
@@ -82,6 +85,7 @@ class OpenAICompatBackend:
         key = os.environ.get("MMAGENT_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         self.client = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=600.0)
         self._listing: tuple[str, tuple[str, ...]] | None = None
+        self._base_card: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.adapters = RemoteAdapters(self)
         self.accepts = IMAGE_MIME_TYPES
@@ -114,12 +118,65 @@ class OpenAICompatBackend:
                 if not bases:
                     raise ModelLoadError(f"the server at {self.url} lists no models.")
                 self._listing = (self._pinned or bases[0], adapters)
+                card = next(c for c in cards if c.id == self._listing[0])
+                self._base_card = card.model_dump() if hasattr(card, "model_dump") else dict(card)
             return self._listing
 
+    def with_config(self, config: Any) -> "OpenAICompatBackend":
+        """This server connection under `config`'s decoding defaults and limits (`load_backend`'s view)."""
+        view = copy.copy(self)
+        view.config, view.model_config = config, config.model
+        view.adapters = RemoteAdapters(view)
+        return view
+
+    def options(self, gen: dict[str, Any]) -> GenerationOptions:
+        mc = self.model_config
+        return GenerationOptions(**{"max_new_tokens": mc.max_new_tokens, "temperature": mc.temperature,
+                                    "repetition_penalty": mc.repetition_penalty, **gen})
+
     def info(self) -> ModelInfo:
+        names = self.adapters.names
+        length = self._base_card.get("max_model_len")  # vLLM's card field; mmagent serve's too
         return ModelInfo(model_id=self.model_config.id, path=self.url, architecture="remote (OpenAI-compatible)",
                          precision="remote", device=self.url, parameters=0,
-                         chat_template_hash=self.chat_template_hash, adapters=self.adapters.names)
+                         chat_template_hash=self.chat_template_hash, adapters=names,
+                         context_length=int(length) if length else None,
+                         reads_image_text=bool(self._base_card.get("reads_image_text")))
+
+    def count_tokens(self, text: str, images: Sequence[Any] = ()) -> int:
+        """Tokens of `text` as the server's tokenizer counts them (``POST /tokenize``, vLLM's endpoint)."""
+        import openai
+
+        if images:
+            raise RemoteUnsupported(f"the model server at {self.url} counts text tokens only; an image's tokens "
+                                    "depend on its processor, which runs on the server.")
+        root = self.url.removesuffix("/v1")
+        body = {"model": self.base_name, "prompt": text, "add_special_tokens": False}
+        try:
+            result = self.client.post(root + "/tokenize", body=body, cast_to=object)
+        except openai.NotFoundError as exc:
+            raise RemoteUnsupported(f"the model server at {self.url} does not count tokens (no {root}/tokenize); "
+                                    "vLLM and mmagent serve offer it.") from exc
+        except openai.OpenAIError as exc:
+            raise ModelLoadError(f"the model server at {self.url} did not count tokens: {exc}") from exc
+        return int(result["count"])
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        raise RemoteUnsupported(self._local_only("token offsets (chunking at token counts)"))
+
+    def prompt(self, messages: Sequence[Message], *, images: Iterable[ImageInput] = (),
+               tools: list[dict] | None = None) -> Prompt:
+        raise RemoteUnsupported(self._local_only("the chat template's rendered prompt"))
+
+    def image_text(self, image: ImageInput) -> list[str]:
+        raise RemoteUnsupported(self._local_only("the text the model reads about an image"))
+
+    def decode_rows(self, rows: Sequence[DecodeRow]) -> None:
+        raise RemoteUnsupported(self._local_only("batched rows (the server batches its own requests)"))
+
+    def _local_only(self, what: str) -> str:
+        return (f"{what} needs the model in this process; the model is served at {self.url} "
+                "(model.id openai+...). Use a local model.id for this.")
 
     def generate(self, messages: Sequence[Message], *, images: Iterable[ImageInput] = (),
                  adapter: str | None = None, tools: list[dict] | None = None, **gen: Any) -> Iterator[str]:

@@ -29,7 +29,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from mmagent.errors import MMAgentError
+from mmagent.errors import MMAgentError, RemoteUnsupported
 from mmagent.model.grammar import CALL_CLOSE, CALL_OPEN, tool_call_grammar
 from mmagent.orchestration.messages import ImagePolicy, to_hf_messages
 from mmagent.orchestration.tool_parsing import ParsedOutput, holdback, parse_tool_calls
@@ -85,8 +85,7 @@ class MMChatModel(BaseChatModel):
                 )
             self.backend = load_backend(self.config)
         if self.model_id is None:
-            info = getattr(self.backend, "model_config", None)
-            self.model_id = getattr(info, "id", None) or self.backend.info().model_id
+            self.model_id = self.backend.info().model_id
         return self
 
     # ---- LangChain metadata ----------------------------------------------------------------------
@@ -126,7 +125,7 @@ class MMChatModel(BaseChatModel):
 
     # ---- generation ------------------------------------------------------------------------------
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        cfg = getattr(self.backend, "config", None)
+        cfg = self.config
         policy = ImagePolicy(allow_urls=self.allow_image_urls,
                              max_pixels=cfg.limits.max_image_pixels if cfg else ImagePolicy.max_pixels)
         hf_messages = to_hf_messages(messages, policy)
@@ -162,12 +161,12 @@ class MMChatModel(BaseChatModel):
         return self.backend.generate(request.messages, adapter=self.adapter, **extra, **request.gen)
 
     def _usage(self, request: _Request, text: str) -> UsageMetadata | None:
-        tokenizer = getattr(self.backend, "tokenizer", None)
-        prepare = getattr(self.backend, "prepare", None)
-        if tokenizer is None or prepare is None:
+        try:
+            rendered = self.backend.prompt(request.messages, tools=request.tools)
+        except RemoteUnsupported:  # the template is on the server: no count to give
             return None
-        prompt = int(prepare(request.messages, tools=request.tools)["input_ids"].shape[1])
-        output = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+        prompt = self.backend.count_tokens(rendered.text, rendered.images)
+        output = self.backend.count_tokens(text) if text else 0
         return UsageMetadata(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output)
 
     def _generate(

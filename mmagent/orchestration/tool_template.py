@@ -15,7 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from mmagent.model.grammar import call_markers_are_tokens
+from mmagent.model.grammar import CALL_CLOSE, CALL_OPEN
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,20 @@ def tool_template(backend: Any) -> ToolTemplate:
 
 
 def _inspect(backend: Any) -> ToolTemplate:
-    tokenizer = getattr(backend, "tokenizer", None)
-    apply_template = getattr(backend, "apply_template", None)
-    if tokenizer is None or apply_template is None:
-        return ToolTemplate(False, False)
+    from mmagent.errors import MMAgentError
+
     try:
-        text = apply_template([{"role": "user", "content": "probe"}], [_PROBE_TOOL])
+        text = backend.prompt([{"role": "user", "content": "probe"}], tools=[_PROBE_TOOL]).text
+    except MMAgentError as exc:  # the template lives elsewhere (a remote server: RemoteUnsupported)
+        log.debug("no local chat template to inspect: %s", exc)
+        return ToolTemplate(False, False)
     except Exception as exc:  # a template that cannot take tools at all (e.g. raises on `tools`)
         log.debug("chat template does not render tools: %s", exc)
-        return ToolTemplate(False, call_markers_are_tokens(tokenizer))
-    return ToolTemplate("mmagent_probe_tool" in text, call_markers_are_tokens(tokenizer))
+        return ToolTemplate(False, _marker_tokens(backend))
+    return ToolTemplate("mmagent_probe_tool" in text, _marker_tokens(backend))
+
+
+def _marker_tokens(backend: Any) -> bool:
+    """`<tool_call>` and `</tool_call>` are each one token (added to the vocabulary by a model trained on the
+    convention, e.g. Qwen2.5); SmolLM2 spells them from ordinary pieces."""
+    return all(backend.count_tokens(marker) == 1 for marker in (CALL_OPEN, CALL_CLOSE))

@@ -20,7 +20,8 @@ from mmagent.errors import MMAgentError, require
 from mmagent.serve.batching import BatchedBackend, Batcher, Generation, GenerationTimeout
 from mmagent.serve.limits import ApiError, BodyLimit, ServeSettings, check_bearer, decode_image
 from mmagent.serve.metrics import ServeMetrics, route_of
-from mmagent.serve.openai_schema import ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList, ScoreRequest
+from mmagent.serve.openai_schema import (ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList, ScoreRequest,
+                                         TokenizeRequest)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -197,7 +198,9 @@ def _routes(app: "FastAPI", server: Server) -> None:
     @app.get("/v1/models")
     def models() -> ModelList:
         created = int(server.started)
-        cards = [ModelCard(id=server.served_name, created=created)]
+        info = server.backend.info()
+        cards = [ModelCard(id=server.served_name, created=created, max_model_len=info.context_length,
+                           reads_image_text=info.reads_image_text)]
         cards += [ModelCard(id=name, created=created, parent=server.served_name) for name in server.backend.adapters.names]
         return ModelList(data=cards)
 
@@ -221,6 +224,16 @@ def _routes(app: "FastAPI", server: Server) -> None:
         messages = to_messages(request, server.settings)
         return {"object": "score", "model": request.model,
                 "scores": server.backend.score(messages, request.candidates, adapter=adapter)}
+
+
+    @app.post("/tokenize")
+    def tokenize(request: TokenizeRequest) -> dict[str, Any]:
+        """vLLM's token count endpoint (`OpenAICompatBackend.count_tokens`: the summarize flow's budget)."""
+        server.adapter_for(request.model or server.served_name)  # an unknown name is a 404, as elsewhere
+        if request.add_special_tokens:
+            raise ApiError(400, "add_special_tokens=true is not supported; count the text alone (false).",
+                           param="add_special_tokens")
+        return {"count": server.backend.count_tokens(request.prompt), "max_model_len": server.backend.info().context_length}
 
 
 def start_chat(server: Server, request: "ChatCompletionRequest") -> Generation:

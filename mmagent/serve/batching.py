@@ -1,15 +1,10 @@
 """Concurrent requests decoded together: a queue, one decoding thread, batches of mixed adapters.
 
 Requests from many clients are queued; one worker thread takes what is waiting (up to ``max_batch``,
-after at most ``max_wait`` seconds) and decodes it in one left-padded ``generate`` call. Rows of one batch
-may name different LoRA adapters: peft applies each row's adapter to that row only (``adapter_names``,
-``"__base__"`` for the base model), the way vLLM multi-LoRA, S-LoRA and LoRAX serve many adapters on one
-resident base. (In bfloat16, peft's mixed-batch path rounds each adapter's LoRA output to bfloat16
-before adding it, where its one-adapter path adds in float32 and rounds once, so a mixed row's greedy
-answer can drift from its one-at-a-time answer; in float32 they agree. Batches of one adapter take the
-one-adapter path.) Each row streams its own text as it is decoded and stops on its own end token, token
-budget or cancellation (a per-row stopping criterion), so one long answer does not hold back the others'
-last pieces. This is static batching: rows that arrive while a batch decodes wait for the next one.
+after at most ``max_wait`` seconds) and hands it to the backend's `decode_rows` (one left-padded
+``generate`` call whose rows may name different LoRA adapters; see `mmagent.model.batch_decode`). Each
+row streams its own text and ends on its own, so one long answer does not hold back the others' last
+pieces. This is static batching: rows that arrive while a batch decodes wait for the next one.
 
 Requests that need per-row logits processors (a grammar, extractive spans, banned strings), tool
 templates or a fixed seed are not mixed: the worker runs them alone through the backend's own
@@ -27,14 +22,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from mmagent.errors import MMAgentError
-from mmagent.model.base import GenerationOptions, Message, attach_images
+from mmagent.model.base import DecodeRow, GenerationOptions, Message, Prompt
 
 if TYPE_CHECKING:
     from mmagent.images import ImageInput
     from mmagent.serve.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)
-BASE_ROW = "__base__"  # peft's adapter name for "no adapter" rows of a mixed batch
 _END = object()
 
 
@@ -52,8 +46,7 @@ class Job:
 
     adapter: str | None
     options: GenerationOptions
-    text: str = ""
-    images: list[Any] = field(default_factory=list)
+    prompt: Prompt = Prompt("")
     direct: dict[str, Any] | None = None
     out: "queue.SimpleQueue[Any]" = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -166,12 +159,6 @@ class Batcher:
         self.max_wait = max_wait
         self.metrics = metrics
         self.max_prompt_tokens = max_prompt_tokens
-        # Private copies: a fast tokenizer keeps its padding settings as state, so a call in another thread
-        # (a flow tokenizing on the shared backend) could change them between our setting and our encoding.
-        self._processor = _private_copy(backend.processor)
-        self._tokenizer = getattr(self._processor, "tokenizer", self._processor)
-        self._counter = _private_copy(self._tokenizer)
-        self._counter_lock = threading.Lock()
         self._queue: "queue.Queue[Job | None]" = queue.Queue()
         self._pending: collections.deque[Job] = collections.deque()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="mmagent-batcher")
@@ -190,9 +177,8 @@ class Batcher:
             job = Job(adapter, options, direct={"messages": list(messages), "images": list(images), "tools": tools,
                                                 "gen": gen})
         else:
-            text, pil_images = backend.render(attach_images(messages, images))
-            job = Job(adapter, options, text=text, images=pil_images)
-            self._check_length(text)
+            job = Job(adapter, options, prompt=backend.prompt(messages, images=images))
+            self._check_length(job.prompt.text)
         self._queue.put(job)
         if self.metrics:
             self.metrics.queue_depth.inc()
@@ -201,8 +187,7 @@ class Batcher:
     def _check_length(self, text: str) -> None:
         if self.max_prompt_tokens is None:
             return
-        with self._counter_lock:
-            count = len(self._counter(text, add_special_tokens=False)["input_ids"])
+        count = self.backend.count_tokens(text)
         if count > self.max_prompt_tokens:
             raise PromptTooLong(
                 f"the prompt is {count} tokens (images' tokens not counted), over the limit of {self.max_prompt_tokens}; "
@@ -279,143 +264,17 @@ class Batcher:
         job.out.put(_END)
 
     def _run_batch(self, jobs: list[Job]) -> None:
-        from transformers import StoppingCriteriaList
-
-        backend = self.backend
-        # The backend's lock (its own generate() and score() hold it too): one model call at a time, and no
-        # other thread switches adapters meanwhile.
-        with getattr(backend, "_lock", None) or threading.Lock():
-            inputs = _tokenize(self._processor, self._tokenizer, [j.text for j in jobs],
-                               [img for j in jobs for img in j.images]).to(backend.model.device)
-            for job, length in zip(jobs, inputs["attention_mask"].sum(dim=1).tolist()):
-                job.prompt_tokens, job.batch_size = int(length), len(jobs)
-            rows = _Rows(self._tokenizer, jobs, _eos_ids(backend))
-            kwargs = _decode_kwargs(jobs, self._tokenizer)
-            stopping = StoppingCriteriaList([rows.criterion()])
-            if len({j.adapter for j in jobs}) == 1:  # one adapter (or none): the same path as the backend's own
-                with backend.adapters.selected(jobs[0].adapter) as model:
-                    _generate(model, inputs, kwargs, rows, stopping)
-            else:  # name each row's adapter: peft's mixed-batch LoRA forward
-                kwargs["adapter_names"] = [j.adapter or BASE_ROW for j in jobs]
-                _generate(backend.adapters.model, inputs, kwargs, rows, stopping)
-        rows.end()
+        rows = [DecodeRow(j.prompt, j.adapter, j.options, emit=j.out.put, cancelled=j.cancelled,
+                          on_end=lambda row, job=j: _ended(job, row)) for j in jobs]
+        self.backend.decode_rows(rows)
 
 
-def _generate(model: Any, inputs: Any, kwargs: dict[str, Any], rows: "_Rows", stopping: Any) -> None:
-    import torch
-
-    with torch.inference_mode():
-        model.generate(**inputs, **kwargs, streamer=rows, stopping_criteria=stopping)
-
-
-def _tokenize(processor: Any, tok: Any, texts: list[str], images: list[Any]) -> Any:
-    """Left-padded model inputs for rendered prompts (decoder-only: new tokens follow each prompt)."""
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    kwargs = {"return_tensors": "pt", "padding": True, "padding_side": "left"}
-    if images:
-        return processor(text=texts, images=images, **kwargs)
-    return tok(texts, add_special_tokens=False, **kwargs)
-
-
-def _private_copy(obj: Any) -> Any:
-    import copy
-
-    try:
-        return copy.deepcopy(obj)
-    except Exception:  # a processor that cannot be copied: share it (single-threaded use stays correct)
-        log.warning("could not copy %s for the batcher; sharing the backend's", type(obj).__name__)
-        return obj
-
-
-def _decode_kwargs(jobs: list[Job], tok: Any) -> dict[str, Any]:
-    """The backend's own `generate` arguments for the batch's shared decoding rule (Job.key), with the
-    longest row's token budget; stop strings are cut per row by `Generation`, not by `generate`."""
-    import dataclasses
-
-    from mmagent.model.backend import _generate_kwargs  # one place turns options into generate() arguments
-
-    budget = max(j.options.max_new_tokens for j in jobs)
-    return _generate_kwargs(dataclasses.replace(jobs[0].options, max_new_tokens=budget, stop=()), tok)
-
-
-def _eos_ids(backend: Any) -> set[int]:
-    ids = backend.model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
-    if backend.tokenizer.eos_token_id is not None:
-        ids.add(backend.tokenizer.eos_token_id)
-    return ids
-
-
-class _Rows:
-    """A transformers streamer for a whole batch: each step's tokens go to their rows' callers as text.
-
-    `put` receives the prompt once, then one token per row per step; a row ends at an end token, its own
-    `max_new_tokens`, or its caller's cancellation (`criterion()` tells `generate` which rows are done)."""
-
-    def __init__(self, tokenizer: Any, jobs: list[Job], eos: set[int]) -> None:
-        self.tok, self.jobs, self.eos = tokenizer, jobs, eos
-        self.ids: list[list[int]] = [[] for _ in jobs]
-        self.sent = [""] * len(jobs)
-        self.done = [False] * len(jobs)
-        self._prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        for i, token in enumerate(value.reshape(-1).tolist()):
-            if self.done[i]:
-                continue
-            job = self.jobs[i]
-            if job.cancelled.is_set():
-                self._finish(i, "cancelled")
-            elif token in self.eos:
-                self._finish(i, "stop")
-            else:
-                self.ids[i].append(token)
-                self._emit(i)
-                if len(self.ids[i]) >= job.options.max_new_tokens:
-                    self._finish(i, "length")
-
-    def end(self) -> None:
-        for i in range(len(self.jobs)):
-            if not self.done[i]:
-                self._finish(i, "length")
-
-    def criterion(self) -> Any:
-        from transformers import StoppingCriteria
-
-        rows = self
-
-        class _RowsDone(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
-                import torch
-
-                flags = [d or j.cancelled.is_set() for d, j in zip(rows.done, rows.jobs)]
-                return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
-
-        return _RowsDone()
-
-    def _emit(self, i: int) -> None:
-        text = self.tok.decode(self.ids[i], skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
-            return
-        new = text[len(self.sent[i]):]
-        if new:
-            self.sent[i] = text
-            self.jobs[i].out.put(new)
-
-    def _finish(self, i: int, reason: str) -> None:
-        self.done[i] = True
-        job = self.jobs[i]
-        text = self.tok.decode(self.ids[i], skip_special_tokens=True)
-        if len(text) > len(self.sent[i]):
-            job.out.put(text[len(self.sent[i]):])
-        job.completion_tokens = len(self.ids[i])
-        if job.finish_reason == "stop" and reason == "length":
-            job.finish_reason = "length"
-        job.out.put(_END)
+def _ended(job: Job, row: DecodeRow) -> None:
+    """A row's figures onto its job, then the end of its stream."""
+    job.prompt_tokens, job.completion_tokens, job.batch_size = row.prompt_tokens, row.completion_tokens, row.batch_size
+    if job.finish_reason == "stop" and row.finish_reason == "length":
+        job.finish_reason = "length"
+    job.out.put(_END)
 
 
 class BatchedBackend:

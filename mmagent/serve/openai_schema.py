@@ -172,6 +172,16 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "mmagent"
     parent: str | None = None  # adapters: the base model they sit on
+    max_model_len: int | None = None  # the base model's context length (vLLM's field)
+    reads_image_text: bool | None = None  # the base model's prompt carries each image's OCR text (mmagent's)
+
+
+class TokenizeRequest(BaseModel):
+    """``POST /tokenize`` as vLLM takes it (text prompts): how many tokens `prompt` is for `model`."""
+
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = False  # counted without special tokens (vLLM defaults to true; true is refused here)
 
 
 class ModelList(BaseModel):

@@ -179,3 +179,42 @@ def test_adapters_cli_list_info_export(tiny_adapters, tmp_path):
     assert exported.returncode == 0 and (tmp_path / "x" / "adapter_model.safetensors").is_file()
     missing = subprocess.run(["mmagent", "adapters", "info", "nope", "--config", str(env_config)], capture_output=True, text=True)
     assert missing.returncode == 2 and "neither a configured adapter (a)" in missing.stderr
+
+
+def test_same_seed_same_weights_and_the_manifest_says_what_they_depend_on(tiny_llava_dir, colour_data, tmp_path):
+    """On one machine a seed fixes the adapter bit for bit; the manifest records the weights' hash and what
+    a rerun elsewhere must match (versions, CPU instruction sets, kernel level, threads)."""
+    import torch
+
+    from mmagent.finetune.environment import weights_hash
+    from mmagent.finetune.recipe import load_recipe, run_recipe
+
+    threads = torch.get_num_threads()
+
+    def run(name: str, seed: int) -> dict:
+        sets = [f"model.id={tiny_llava_dir}", "lora.region_init=zero", f"data.train={colour_data}", "data.eval=null",
+                "train.batch_size=4", "train.max_steps=3", "train.threads=1", f"seed={seed}",
+                f"output_dir={tmp_path / name}"]
+        return run_recipe(load_recipe("vlm-easy-vqa", sets), progress=False)
+
+    try:
+        first, again, other = run("a", 7), run("b", 7), run("c", 8)
+    finally:
+        torch.set_num_threads(threads)
+    assert first["weights_hash"] == again["weights_hash"] == weights_hash(tmp_path / "a")
+    assert first["metrics"]["train_loss"] == again["metrics"]["train_loss"]
+    assert other["weights_hash"] != first["weights_hash"]
+    env = first["environment"]
+    assert env["threads"] == 1 and env["packages"]["torch"] == torch.__version__
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["deterministic_algorithms"] is False and env["device"] == "cpu"
+    saved = json.loads((tmp_path / "a" / "mmagent_adapter.json").read_text())
+    assert saved["environment"] == env and saved["weights_hash"] == first["weights_hash"]
+
+
+def test_threads_must_not_be_negative():
+    from mmagent.errors import ConfigError
+    from mmagent.finetune.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match="train.threads must be ≥ 0"):
+        load_recipe("vlm-easy-vqa", ["train.threads=-1"])

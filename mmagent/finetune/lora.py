@@ -15,11 +15,12 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from mmagent.finetune.data import Example, balance_categories, data_hash, load_examples
+from mmagent.finetune.environment import pin_threads, training_environment, weights_hash
 from mmagent.finetune.heldout import hits_by_category, paired_difference, recipe_backend
 from mmagent.finetune.lora_recipe import LoraRecipe
 from mmagent.finetune.resume import resume_point
@@ -312,14 +313,18 @@ def _all_training_examples(recipe: LoraRecipe, labels: list[str]) -> list[Exampl
     return load_examples(d.train, None, recipe.seed)
 
 
-def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, save the adapter with its manifest, and score it on the held-out set. Returns the manifest."""
+def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True,
+          callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train, save the adapter with its manifest, and score it on the held-out set. Returns the manifest.
+
+    `callbacks` are extra transformers `TrainerCallback`s (benchmarks/finetune_bench.py times steps with one)."""
     import torch
     from transformers import set_seed
 
     from mmagent.finetune.collate import Collator
 
     check_reporters(recipe.train.report_to)
+    pin_threads(recipe.train.threads)
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -335,7 +340,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     callback = _callbacks(out, recipe)
     trainer = trainer_cls(model=model, args=_training_args(recipe, out, bool(eval_set), backend.device),
                           train_dataset=train_set, eval_dataset=eval_set, data_collator=Collator(backend),
-                          callbacks=[callback])
+                          callbacks=[callback, *callbacks])
     started = time.perf_counter()
     point = resume_point(out, tidy=trainer.is_world_process_zero()) if resume else None  # a complete one
     callback.rows = point.rows if point else []
@@ -350,6 +355,7 @@ def train(recipe: LoraRecipe, resume: bool = False, progress: bool = True) -> di
     manifest["metrics"]["backend"] = _process_group_backend()
     _save_adapter(trainer, model, out)
     if main:
+        manifest["weights_hash"] = weights_hash(out)
         _write_csv_and_plot(callback.rows, out)
         (out / "mmagent_adapter.json").write_text(json.dumps(manifest, indent=2))
     del model, trainer
@@ -379,6 +385,7 @@ def _manifest(recipe, backend, train_examples, train_set, result, minutes: float
         "data_hash": data_hash(train_examples),
         "examples": {"train": len(train_set), "skipped_too_long": train_set.skipped},
         "metrics": {"train_loss": result.training_loss, "steps": result.global_step, "minutes": round(minutes, 2)},
+        "environment": training_environment(backend.device),
     }
 
 

@@ -100,6 +100,8 @@ class LoraTrainSpec:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resumable)"})
     max_minutes: float = field(default=0, metadata={"help": "stop and save after this long (0 = no limit)"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (on CPUs with AVX512-BF16 or GPUs)"})
+    threads: int = field(default=0, metadata={
+        "help": "torch CPU threads (0 = torch's default, one per core); recorded in the manifest either way"})
     report_to: list[str] = field(default_factory=list, metadata={
         "help": "extra loggers besides metrics.csv/jsonl: tensorboard (output_dir/runs/), mlflow (MLFLOW_TRACKING_URI)"})
 
@@ -109,6 +111,8 @@ class LoraTrainSpec:
             raise ConfigError(f"train.report_to accepts {', '.join(REPORTERS)}; got {', '.join(map(repr, unknown))}.")
         for name in ("lr", "projector_lr", "batch_size", "grad_accum", "max_length", "eval_steps", "save_steps"):
             _positive(f"train.{name}", getattr(self, name))
+        if self.threads < 0:
+            raise ConfigError(f"train.threads must be ≥ 0 (0 = torch's default); got {self.threads!r}.")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("set train.max_steps or train.epochs to a value > 0.")
 

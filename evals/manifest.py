@@ -65,7 +65,8 @@ def model_section(backend: Any, adapter: Optional[str]) -> dict[str, Any]:
     if adapter is not None:
         adapter_info = backend.adapters.info(adapter)
         out["adapter_path"] = adapter_info.path
-        out["adapter_sha256"] = sha256_tree(Path(adapter_info.path))
+        local = Path(adapter_info.path)
+        out["adapter_sha256"] = sha256_tree(local) if local.exists() else None  # a remote model's adapter: its server's
     return out
 
 

@@ -479,12 +479,110 @@ def test_the_remote_backend_sends_the_configs_decoding_defaults(server, config):
     config's length and greedy decoding must travel with every request, as they apply locally."""
     from conftest import tiny_config
 
-    from mmagent.model.openai_compat import OpenAICompatBackend
+    from mmagent.model import load_backend
 
-    # built directly: load_backend would hand back a cached remote backend of another test's config
-    remote = OpenAICompatBackend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1",
-                                                                 "model.max_new_tokens": 3}))
+    url = f"openai+{server.url}/v1"
+    load_backend(tiny_config(config.model.id, **{"model.id": url, "model.max_new_tokens": 12}))  # another config first
+    remote = load_backend(tiny_config(config.model.id, **{"model.id": url, "model.max_new_tokens": 3}))
     body = remote._body([{"role": "user", "content": "hi"}], remote.base_name, None, {})
     assert body["max_tokens"] == 3 and body["temperature"] == 0.0
     assert remote._body([{"role": "user", "content": "hi"}], remote.base_name, None,
                         {"max_new_tokens": 7})["max_tokens"] == 7  # a request's own value wins
+
+
+
+# ---- one resident model per set of weights; per-config decoding defaults -----------------------------------
+def test_configs_that_differ_in_decoding_defaults_share_the_weights_not_the_defaults(config):
+    from mmagent.model import load_backend
+
+    short = load_backend(tiny_config(config.model.id, **{"adapters.a": config.adapters["a"], "model.max_new_tokens": 3}))
+    long = load_backend(tiny_config(config.model.id, **{"adapters.a": config.adapters["a"], "model.max_new_tokens": 7}))
+    assert short is not long and short.model is long.model and short.adapters is long.adapters  # loaded once
+    few, more = short.generate_ids(HELLO, adapter="a"), long.generate_ids(HELLO, adapter="a")
+    assert len(few) == 3 and len(more) == 7 and more[:3] == few  # each view decodes with its own length
+    assert load_backend(tiny_config(config.model.id, **{"adapters.a": config.adapters["a"],
+                                                        "model.max_new_tokens": 3})) is short
+
+
+# ---- the remote backend implements the whole protocol (or says what needs a local model) ------------------
+def test_the_remote_backend_counts_tokens_and_knows_the_context_length_from_the_server(server, backend, config, cat_photo):
+    from mmagent.errors import RemoteUnsupported
+    from mmagent.model import load_backend
+
+    remote = load_backend(tiny_config(config.model.id, **{"model.id": f"openai+{server.url}/v1"}))
+    text = "Refunds are paid within 14 days, said the help centre."
+    assert remote.count_tokens(text) == backend.count_tokens(text) > 5
+    assert remote.token_spans(text) == backend.token_spans(text)
+    info, local = remote.info(), backend.info()
+    assert info.context_length == local.context_length is not None
+    assert info.reads_image_text == local.reads_image_text and info.adapters == ("a", "b")
+    for call in (lambda: remote.prompt(HELLO), lambda: remote.image_text(str(cat_photo)), lambda: remote.decode_rows([])):
+        with pytest.raises(RemoteUnsupported, match="needs the model in this process"):
+            call()
+    assert httpx.post(server.url + "/tokenize", json={"model": "c", "prompt": "x"}).status_code == 404
+
+
+def test_summarize_flow_on_the_remote_backend_as_on_the_local_one(server, backend, config):
+    """Context length, token counts and chunk borders all come over the wire: a map-reduce summary (a window
+    small enough to need two map calls) is the same text remote and local."""
+    from mmagent.flows.base import answer_of, get_flow
+    from mmagent.flows.summarize import SummarizeRequest
+    from mmagent.model import load_backend
+
+    text = " ".join(f"Ticket {n} was opened on Monday by Dana about a broken lamp and closed by Sam." for n in range(40))
+    settings = {"flows.context_tokens": 420, "model.max_new_tokens": 8, "paths.data": config.paths.data}
+    local_config = tiny_config(config.model.id, **settings)
+    remote_config = tiny_config(config.model.id, **{**settings, "model.id": f"openai+{server.url}/v1"})
+    request = lambda: SummarizeRequest(text=text, words=5, adapter="a")  # noqa: E731
+    local_flow = get_flow("summarize", local_config, backend)
+    remote_flow = get_flow("summarize", remote_config, load_backend(remote_config))
+    assert local_flow.count(text) > local_flow.budget(5)  # it must map first
+    here = answer_of(local_flow.run(request()))
+    there = answer_of(remote_flow.run(request()))
+    assert there.answer == here.answer and there.answer
+
+
+# ---- a remote model's adapters are its server's: eval --adapter and the UI's list ------------------------
+def test_eval_on_a_remote_model_takes_the_servers_adapters(server, config, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    url = f"openai+{server.url}/v1"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MMAGENT_")}, "COLUMNS": "300"}
+
+    def run(out: str, *args: str) -> subprocess.CompletedProcess:
+        cli = "import sys; from mmagent.cli import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run([sys.executable, "-c", cli, "eval", "run", "--suite", "squad_mini", "--limit", "2",
+                               "--out", str(tmp_path / out), "--json", *args],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+    unknown = run("c", "--model", url, "--adapter", "c")
+    assert unknown.returncode != 0 and "serves: a, b" in unknown.stderr + unknown.stdout
+    there = run("remote", "--model", url, "--adapter", "b")  # b is not under adapters: here, only on the server
+    assert there.returncode == 0, there.stderr
+    here = run("local", "--model", config.model.id, "--adapter-path", f"b={config.adapters['b']}", "--adapter", "b")
+    assert here.returncode == 0, here.stderr
+    results = lambda out: json.loads((tmp_path / out / "results.json").read_text())  # noqa: E731
+    assert results("remote")["count"] == 2 and results("remote")["sections"] == results("local")["sections"]
+    manifest = json.loads((tmp_path / "remote" / "manifest.json").read_text())
+    assert manifest["adapter"] == "b" and manifest["adapter_sha256"] is None  # its bytes are on the server
+
+
+def test_the_ui_lists_the_servers_adapters_for_a_remote_model(server, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from mmagent.ui.resources import adapter_names
+
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in __import__("os").environ if k.startswith("MMAGENT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MMAGENT_MODEL_ID", f"openai+{server.url}/v1")
+    monkeypatch.setenv("MMAGENT_PATHS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MMAGENT_MEMORY_PATH", str(tmp_path / "memory"))
+    assert adapter_names() == ["a", "b"]
+    app_file = __import__("pathlib").Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    at = AppTest.from_file(str(app_file), default_timeout=120).run()
+    assert not at.exception, at.exception
+    [picker] = [box for box in at.sidebar.selectbox if box.key and box.key.startswith("adapter_")]
+    assert picker.options[1:] == ["a", "b"]

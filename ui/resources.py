@@ -165,8 +165,11 @@ class Stoppable:
 
 
 def adapter_names() -> list[str]:
-    """Adapters configured under `adapters:` (all loaded next to the base when the model loads)."""
-    return sorted(get_config().adapters)
+    """The adapters a chat may pick: those under `adapters:` (all loaded next to the base when the model
+    loads), or a remote model's server's (model.id openai+http://...: its GET /v1/models)."""
+    from mmagent.model import adapter_names as available
+
+    return available(get_config())
 
 
 @st.cache_resource(show_spinner=False)

@@ -132,13 +132,17 @@ def _run_suites(suites: list[str], adapter: str | None, adapter_path: list[str] 
     from mmagent.cli.options import build_config
     from mmagent.evals.runner import RunOptions, run_suite
     from mmagent.evals.suite import load_suite
+    from mmagent.model import adapter_names
 
     cfg = build_config(config, sets, **({"model__id": model} if model else {}))  # None would undo --set model.id
     cfg.adapters.update(parse_adapter_paths(adapter_path))
-    if adapter is not None and adapter not in cfg.adapters:
-        raise typer.BadParameter(
-            f"unknown adapter {adapter!r}; known: {', '.join(cfg.adapters) or 'none'}. Add --adapter-path {adapter}=DIR.",
-            param_hint="--adapter")
+    known = adapter_names(cfg)  # a remote model's are its server's (GET /v1/models)
+    if adapter is not None and adapter not in known:
+        remote = cfg.model.id.startswith("openai+")
+        where = f"the server at {cfg.model.id.removeprefix('openai+')} serves" if remote else "known"
+        fix = f"start the server with --adapter-path {adapter}=DIR" if remote else f"add --adapter-path {adapter}=DIR"
+        raise typer.BadParameter(f"unknown adapter {adapter!r}; {where}: {', '.join(known) or 'none'}; {fix}.",
+                                 param_hint="--adapter")
     loaded = [load_suite(name) for name in _suite_names(suites)]  # validate all before running any
     summary = []
     for suite in loaded:

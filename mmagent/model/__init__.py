@@ -49,6 +49,14 @@ def load_backend(config: "Config | None" = None) -> "HFVisionBackend":
         return _views[view_key]
 
 
+def adapter_names(config: "Config") -> list[str]:
+    """The adapters a request may name under `config`: those under ``adapters:`` for a local model (without
+    loading it), the server's (its ``GET /v1/models`` entries with a parent) for an ``openai+http`` model."""
+    if config.model.id.startswith("openai+"):
+        return sorted(load_backend(config).adapters.names)
+    return sorted(config.adapters)
+
+
 def _build(config: "Config", remote: bool) -> "HFVisionBackend":
     if remote:
         from mmagent.model.openai_compat import OpenAICompatBackend
@@ -59,4 +67,4 @@ def _build(config: "Config", remote: bool) -> "HFVisionBackend":
     return HFVisionBackend(config)
 
 
-__all__ = ["load_backend"]
+__all__ = ["adapter_names", "load_backend"]

@@ -145,24 +145,35 @@ class OpenAICompatBackend:
 
     def count_tokens(self, text: str, images: Sequence[Any] = ()) -> int:
         """Tokens of `text` as the server's tokenizer counts them (``POST /tokenize``, vLLM's endpoint)."""
-        import openai
-
         if images:
             raise RemoteUnsupported(f"the model server at {self.url} counts text tokens only; an image's tokens "
                                     "depend on its processor, which runs on the server.")
+        return int(self._tokenize(text, offsets=False)["count"])
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Each token's character span, from mmagent serve's ``/tokenize`` (``return_offsets``, our extension;
+        vLLM's endpoint gives none, so chunking at token counts needs mmagent serve or a local model)."""
+        offsets = self._tokenize(text, offsets=True).get("offsets")
+        if offsets is None:
+            raise RemoteUnsupported(f"the model server at {self.url} gives no token offsets (its /tokenize has no "
+                                    "return_offsets: not mmagent serve); chunking at token counts (the summarize "
+                                    "flow) needs 'mmagent serve' there or a local model.id.")
+        return [(int(a), int(b)) for a, b in offsets]
+
+    def _tokenize(self, text: str, offsets: bool) -> dict[str, Any]:
+        import openai
+
         root = self.url.removesuffix("/v1")
-        body = {"model": self.base_name, "prompt": text, "add_special_tokens": False}
+        body: dict[str, Any] = {"model": self.base_name, "prompt": text, "add_special_tokens": False}
+        if offsets:
+            body["return_offsets"] = True
         try:
-            result = self.client.post(root + "/tokenize", body=body, cast_to=object)
+            return self.client.post(root + "/tokenize", body=body, cast_to=object)
         except openai.NotFoundError as exc:
             raise RemoteUnsupported(f"the model server at {self.url} does not count tokens (no {root}/tokenize); "
                                     "vLLM and mmagent serve offer it.") from exc
         except openai.OpenAIError as exc:
-            raise ModelLoadError(f"the model server at {self.url} did not count tokens: {exc}") from exc
-        return int(result["count"])
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        raise RemoteUnsupported(self._local_only("token offsets (chunking at token counts)"))
+            raise ModelLoadError(f"the model server at {self.url} did not tokenize: {exc}") from exc
 
     def prompt(self, messages: Sequence[Message], *, images: Iterable[ImageInput] = (),
                tools: list[dict] | None = None) -> Prompt:

@@ -233,7 +233,11 @@ def _routes(app: "FastAPI", server: Server) -> None:
         if request.add_special_tokens:
             raise ApiError(400, "add_special_tokens=true is not supported; count the text alone (false).",
                            param="add_special_tokens")
-        return {"count": server.backend.count_tokens(request.prompt), "max_model_len": server.backend.info().context_length}
+        out: dict[str, Any] = {"count": server.backend.count_tokens(request.prompt),
+                               "max_model_len": server.backend.info().context_length}
+        if request.return_offsets:
+            out["offsets"] = server.backend.token_spans(request.prompt)
+        return out
 
 
 def start_chat(server: Server, request: "ChatCompletionRequest") -> Generation:

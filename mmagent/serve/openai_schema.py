@@ -182,6 +182,7 @@ class TokenizeRequest(BaseModel):
     model: str | None = None
     prompt: str
     add_special_tokens: bool = False  # counted without special tokens (vLLM defaults to true; true is refused here)
+    return_offsets: bool = False  # mmagent's extension: each token's (start, end) character span
 
 
 class ModelList(BaseModel):

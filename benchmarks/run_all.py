@@ -41,10 +41,11 @@ class Bench:
     targets: tuple[str, ...]
     quick_timeout_s: int = 150
     timeout_s: int = 3600
+    folder: Path = HERE
 
     @property
     def script(self) -> Path:
-        return HERE / f"{self.name}_bench.py"
+        return self.folder / f"{self.name}_bench.py"
 
 
 BENCHES = (
@@ -95,10 +96,10 @@ def run_one(bench: Bench, quick: bool, out: Path) -> dict:
     return {**section, "status": "ran", "result": json.loads(json_path.read_text())}
 
 
-def summary_rows(sections: list[dict]) -> list[dict]:
+def summary_rows(benches: tuple[Bench, ...], sections: list[dict]) -> list[dict]:
     """One row per issue-18 target: what the script reported, or "not run" and why."""
     rows = []
-    for bench, section in zip(BENCHES, sections):
+    for bench, section in zip(benches, sections):
         reported = section.get("result", {}).get("targets", {})
         for name, t in reported.items():
             rows.append({"name": name, "bench": bench.name, **t})
@@ -199,7 +200,7 @@ def main() -> int:
                 "quick": args.quick, "versions": versions(), "load_before": load_before,
                 "load_after": contract.load(), "wall_minutes": (time.perf_counter() - started) / 60,
                 "sections": sections}
-    combined["summary"] = summary_rows(sections)
+    combined["summary"] = summary_rows(BENCHES, sections)
     (args.out / "results.json").write_text(json.dumps(combined, indent=2) + "\n")
     splice(args.results, markdown(combined))
     print(f"wrote {args.out / 'results.json'} and {args.results} in {combined['wall_minutes']:.1f} min",

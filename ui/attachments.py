@@ -1,4 +1,12 @@
-"""Files a user attaches in the chat: checked, then stored under the conversation's upload folder.
+"""Files a user attaches in the chat or the Memory page: checked, then stored in the browser session's
+temporary upload area (:class:`UploadArea`), never in a lasting folder.
+
+An area is one ``mmagent-ui-<pid>-*`` folder under the system temp directory per browser session. It is
+removed when the session ends (Streamlit drops the session's state some time after the tab closes, and the
+area's finalizer runs), when it has been idle longer than :data:`IDLE_SECONDS`, and when the process exits;
+areas a killed process left behind are swept when the next one opens an area. A saved conversation keeps
+its turns' text, not their files: a restored conversation shows no thumbnail for an image whose session
+has ended. Memory-page uploads are deleted as soon as they are ingested (the collection holds their text).
 
 An upload goes to ``<folder>/<sha256 prefix>/<cleaned name>``: the name keeps only letters, digits,
 dots, dashes and underscores (no separators, no leading dot), so it cannot point outside the folder,
@@ -9,13 +17,22 @@ so a corrupt or oversized picture becomes a readable error instead of a failed m
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import tempfile
+import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmagent.errors import MMAgentError
 
 KINDS = ("image", "audio", "document")
+PREFIX = "mmagent-ui-"
+IDLE_SECONDS = 6 * 3600  # an area untouched this long is removed even if its session lingers
+SESSION_KEY = "_mmagent_upload_area"
+_AREAS: "weakref.WeakSet[UploadArea]" = weakref.WeakSet()
 
 
 class UploadError(MMAgentError, ValueError):
@@ -85,3 +102,74 @@ def store_upload(name: str, data: bytes, folder: str | Path, *, max_mb: int, max
     if not path.exists():
         path.write_bytes(data)
     return Attachment(Path(name).name, str(path), kind, len(data))
+
+
+class UploadArea:
+    """One browser session's temporary folder of uploads (see the module docstring).
+
+    ``folder(name)`` gives a sub-folder (a conversation id, "memory"); names are this app's, never a user's.
+    ``close()`` removes everything; it also runs when the area is garbage-collected and at interpreter exit."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
+        self.used = time.monotonic()
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        _AREAS.add(self)
+
+    def folder(self, name: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise UploadError(f"upload folder name {name!r} is not one this app makes (letters, digits, _ and -).")
+        if self.closed:
+            raise UploadError("this session's upload area was removed (the session ended); reload the page.")
+        self.used = time.monotonic()
+        return self.path / name
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def expire_idle(max_idle: float = IDLE_SECONDS) -> int:
+    """Close the areas of this process untouched for `max_idle` seconds; returns how many."""
+    now, closed = time.monotonic(), 0
+    for area in list(_AREAS):
+        if not area.closed and now - area.used > max_idle:
+            area.close()
+            closed += 1
+    return closed
+
+
+def sweep_stale(root: str | Path | None = None) -> list[Path]:
+    """Remove upload areas whose process is gone (killed before its exit handlers ran); returns them."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = path.name[len(PREFIX):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def session_area() -> UploadArea:
+    """The current Streamlit session's upload area, made on first use (sweeping dead and idle ones then)."""
+    import streamlit as st
+
+    area = st.session_state.get(SESSION_KEY)
+    if area is None or area.closed:
+        sweep_stale()
+        expire_idle()
+        area = st.session_state[SESSION_KEY] = UploadArea()
+    return area

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 from mmagent.ui import sidebar
-from mmagent.ui.attachments import Attachment, accepted_suffixes, store_upload
+from mmagent.ui.attachments import Attachment, accepted_suffixes, session_area, store_upload
 from mmagent.ui.plain import plain
 from mmagent.ui.resources import (
     GenerationStopped,
@@ -104,9 +104,10 @@ def _banner(conv: Conversation) -> None:
 def _store_files(conv: Conversation, store: ConversationStore, files: list) -> tuple[list[Attachment], list[str]]:
     config = get_config()
     kept, errors = [], []
+    folder = session_area().folder(conv.id)  # removed with the browser session (attachments.UploadArea)
     for f in files:
         try:
-            kept.append(store_upload(f.name, f.getvalue(), store.uploads(conv.id), max_mb=config.limits.max_upload_mb,
+            kept.append(store_upload(f.name, f.getvalue(), folder, max_mb=config.limits.max_upload_mb,
                                      max_pixels=config.limits.max_image_pixels))
         except MMAgentError as exc:
             errors.append(str(exc))

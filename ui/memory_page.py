@@ -6,12 +6,13 @@ files; images are described by the same resident model the chat uses (one load p
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from mmagent.ui.attachments import accepted_suffixes, store_upload
+from mmagent.ui.attachments import accepted_suffixes, session_area, store_upload
 from mmagent.ui.resources import get_backend, get_config, public
 
 from mmagent.errors import MMAgentError
@@ -109,7 +110,7 @@ def _upload(collection: str) -> None:
                              accept_multiple_files=True, key=f"mem_upload_{st.session_state.get('mem_upload_n', 0)}")
     if not files or not st.button(f"Add {len(files)} file(s) to '{collection}'", type="primary"):
         return
-    folder = Path(config.paths.data).expanduser() / "ui" / "documents"
+    folder = session_area().folder("memory")  # the collection keeps the text; the files go after ingest
     paths, labels = [], []
     for f in files:
         try:
@@ -126,6 +127,8 @@ def _upload(collection: str) -> None:
         except MMAgentError as exc:
             st.error(public(str(exc)))
             return
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         st.session_state["mem_last_summary"] = summary_text(summary)
         st.session_state["mem_upload_n"] = st.session_state.get("mem_upload_n", 0) + 1
         st.rerun()

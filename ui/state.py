@@ -166,7 +166,3 @@ class ConversationStore:
 
     def delete(self, conversation_id: str) -> None:
         self._path(conversation_id).unlink(missing_ok=True)
-
-    def uploads(self, conversation_id: str) -> Path:
-        """Where this conversation's attachments are stored."""
-        return self._path(conversation_id).parent.parent / "uploads" / conversation_id

@@ -15,8 +15,11 @@ timing out is listed as "not run" with the reason, so every target of issue 18 h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -82,8 +85,7 @@ def run_one(bench: Bench, quick: bool, out: Path) -> dict:
     argv = [sys.executable, str(bench.script), "--json", str(json_path), *(["--quick"] if quick else [])]
     started, cpu = time.perf_counter(), _children_cpu()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=bench.quick_timeout_s if quick else bench.timeout_s)
+        done = _run(argv, bench.quick_timeout_s if quick else bench.timeout_s)
     except subprocess.TimeoutExpired as exc:
         return {**section, "status": "not run", "seconds": round(time.perf_counter() - started, 1),
                 "load_after": contract.load(), "reason": f"timed out after {exc.timeout:.0f} s"}
@@ -95,6 +97,23 @@ def run_one(bench: Bench, quick: bool, out: Path) -> dict:
                 "reason": f"exit {done.returncode}{'' if json_path.is_file() else ', no JSON'}: {tail[0][:200]}",
                 "stderr_tail": done.stderr[-3000:]}
     return {**section, "status": "ran", "result": json.loads(json_path.read_text())}
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a script in its own process group; on timeout SIGTERM the group (scripts clean up servers they
+    started), then SIGKILL what is left, so no browser or server outlives its benchmark."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=wait)
+                break
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _children_cpu() -> float:

@@ -150,11 +150,11 @@ def draw_text(text: str, path: Path) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
     lines = textwrap.wrap(text, 40)
-    image = Image.new("RGB", (520, 40 + 34 * len(lines)), "white")
+    image = Image.new("RGB", (800, 40 + 45 * len(lines)), "white")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=22)
+    font = ImageFont.load_default(size=30)  # at 22 px RapidOCR runs the words together ("acceptedwithin30")
     for i, line in enumerate(lines):
-        draw.text((16, 20 + 34 * i), line, fill="black", font=font)
+        draw.text((16, 20 + 45 * i), line, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path

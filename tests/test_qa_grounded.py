@@ -51,6 +51,9 @@ def _run(cfg, request):
     ("What do you think about the new policy?", False), ("Summarize the minutes.", False),
     ("What does a phone call to the office cost?", True), ("What should I do about it?", False),
     ("What if it breaks?", False),
+    ("Up to what amount can the assistant refund straight away?", True),
+    ("Customers in which countries get a prepaid label?", True), ("Tell me about what happened.", False),
+    ("Explain what the policy means.", False), ("Is that what you meant?", False),
 ])
 def test_auto_picks_extractive_for_factual_questions(question, factual):
     assert is_factual(question) is factual
@@ -184,3 +187,29 @@ def test_a_question_about_a_picture_gets_the_grounded_chat_prompt_unless_it_asks
     state = flow.start(QARequest("What animal is this?"))
     state.update({"sources": []})
     assert grounded not in flow.messages(state)[0]["content"]  # no picture: the open prompt alone
+
+
+@pytest.mark.parametrize("question, answer, fits_it", [
+    ("How long is the kettle's power cord?", "2200 watts", False),  # a neighbouring fact, not a length
+    ("How much does an audit cost?", "18 months", False), ("How heavy is the lamp?", "8 watts", False),
+    ("How many people will the new warehouse hire?", "2027", False),  # a year is no head count
+    ("How heavy is the lamp?", "2.1 kilograms", True), ("How long does a refund take?", "five working days", True),
+    ("How long is the cord?", "1.2 metres", True), ("What does express delivery cost?", "12 euros", True),
+    ("How much does it cost?", "free", True), ("How many years of cover?", "five", True),
+    ("How many years ago was it founded?", "2019", True), ("Who pays for the repair?", "Vantline", True),
+    ("How tall is the lamp?", "48", True),  # no unit at all: nothing says it is the wrong kind
+])
+def test_a_quoted_quantity_must_be_of_the_asked_kind(question, answer, fits_it):
+    from mmagent.flows.grounding import fits
+
+    assert fits(question, answer) is fits_it
+
+
+def test_sentences_are_not_cut_at_decimal_points():
+    """The span focus finds the sentence that shares the question's words; "2.1 kilograms" once split the
+    answer sentence in two and the focus fell on another sentence."""
+    from mmagent.model.extractive import _focus
+
+    text = "The lamp has an arm of 8 watts. The lamp is 48 centimetres tall when upright and weighs 2.1 kilograms."
+    (ranges,) = _focus([text], {"tall", "lamp", "upright"})
+    assert [text[a:b].strip() for a, b in ranges] == [text.split(". ", 1)[1]]

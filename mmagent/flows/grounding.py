@@ -28,6 +28,11 @@ _FACTUAL = re.compile(r"^(?:(?:in|on|at|for|from|by|to|with|within|since|until|d
                       r"(?:who|whom|whose|when|where|which|what|"
                       r"how (?:many|much|long|old|far|big|large|tall|often|early|late|soon|fast|heavy)|name|list)\b",
                       re.IGNORECASE)
+# the wh-word after a short lead phrase: "Up to what amount...", "Customers in which countries..."
+_FACTUAL_INSIDE = re.compile(r"^(?:[\w'’-]+ ){1,4}(?:which|what|whose|how (?:many|much|long|old|far|big|large|tall|"
+                             r"often|heavy))\b", re.IGNORECASE)
+_NOT_FACTUAL_LEAD = re.compile(r"^(?:why|how|explain|describe|summari[sz]e|compare|discuss|tell me about|"
+                               r"what do you|give me an overview|about)\b", re.IGNORECASE)
 _YES_NO = re.compile(r"^(?:is|are|was|were|does|do|did|can|could|will|would|has|have|had|should|may|must)\b",
                      re.IGNORECASE)
 _OPINION = re.compile(r"^what (?:do|does|did|should|would|could|can|might) (?:you|i|we)\b|^what (?:if|about)\b|"
@@ -61,7 +66,52 @@ def extract_span(backend: Any, messages: list[dict[str, Any]], passages: Sequenc
     span = locate(text, passages)
     if span is None or not terms(span.text):  # empty or only function words: no answer in the passages
         return None
+    if not fits(question, span.text):  # "How long is the cord?" answered "2200 watts": the passage does not say
+        return None
     return span
+
+
+# Units by what they measure: a span that measures something else than the question asks about is a
+# near-miss (the passage states a neighbouring fact), the commonest invented-looking answer a model quotes.
+_UNITS = {
+    "weight": r"kg|kilos?|kilograms?|grams?|g|tonnes?|tons?|lbs?|pounds?",
+    "length": r"mm|cm|m|km|metres?|meters?|centimetres?|centimeters?|millimetres?|kilometres?|kilometers?|"
+              r"inch(?:es)?|foot|feet|miles?",
+    "duration": r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|nights?|decades?",
+    "money": r"euros?|cents?|dollars?|€|\$|£|free",
+    "power": r"watts?|w|kw|kilowatts?",
+    "volume": r"litres?|liters?|ml|l",
+    "loudness": r"decibels?|db",
+    "temperature": r"degrees?|°c|°f|kelvin",
+    "share": r"percent|per cent|%",
+}
+_UNIT_RES = {kind: re.compile(rf"(?<![^\W\d_])(?:{units})(?![^\W\d_])", re.IGNORECASE) for kind, units in _UNITS.items()}
+_ASKS = [  # (question pattern, the kinds of quantity that answer it)
+    (re.compile(r"\bhow heavy\b|\bweigh", re.IGNORECASE), {"weight"}),
+    (re.compile(r"\bhow (?:tall|high|wide|deep|far)\b", re.IGNORECASE), {"length"}),
+    (re.compile(r"\bhow long\b", re.IGNORECASE), {"length", "duration"}),
+    (re.compile(r"\bhow old\b", re.IGNORECASE), {"duration"}),
+    (re.compile(r"\bhow loud\b", re.IGNORECASE), {"loudness"}),
+    (re.compile(r"\b(?:cost|costs|price|fee|surcharge|charge|pay|paid|earn|earned|budget)\b", re.IGNORECASE),
+     {"money", "share"}),
+]
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def fits(question: str, answer: str) -> bool:
+    """Whether a quoted answer is the kind of quantity the question asks for. False only on clear
+    evidence: the answer names a unit of another kind and none of the asked kind ("How much does an audit
+    cost?" → "18 months"), or a "how many" is answered by a bare year ("How many employees?" → "2027").
+    Answers without units, and questions that ask for no quantity, always fit."""
+    text = answer.strip()
+    if re.search(r"\bhow many\b", question, re.IGNORECASE) and _YEAR.fullmatch(text) \
+            and not re.search(r"\bhow many years\b", question, re.IGNORECASE):
+        return False
+    for pattern, kinds in _ASKS:
+        if pattern.search(question):
+            found = {kind for kind, unit in _UNIT_RES.items() if unit.search(text)}
+            return not found or bool(found & kinds)
+    return True
 
 
 def sentence_of(span: Span, passages: Sequence[str]) -> str:
@@ -86,6 +136,12 @@ def is_yes_no(question: str) -> bool:
 def is_factual(question: str) -> bool:
     """Whether `question` asks for a fact a passage can state in a few words (who, when, where, which,
     how many/much/long..., what — also after "tell me" or a leading preposition): what ``auto`` answers
-    extractively. Why/how questions, yes/no questions, opinions and requests to explain are not."""
+    extractively; also when a short lead phrase comes first ("Up to what amount...", "Customers in which
+    countries..."). Why/how questions, yes/no questions, opinions and requests to explain are not."""
     text = _LEAD.sub("", " ".join(question.split())).strip()
-    return bool(_FACTUAL.match(text)) and not _OPINION.match(text)
+    if _OPINION.match(text):
+        return False
+    if _FACTUAL.match(text):
+        return True
+    return (bool(_FACTUAL_INSIDE.match(text)) and not _NOT_FACTUAL_LEAD.match(text)
+            and not is_yes_no(text) and not _OPINION.search(text))

@@ -116,7 +116,9 @@ _START_SYMBOLS = "$€£#+-"
 _OPENERS = "([{\"'“‘/"  # a word may start right after these
 
 
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?=\s|$)|\n|$)|[.!?]+")
+# a sentence runs to . ! ? before a space or the end; a point inside a number ("2.1 kilograms") or an
+# abbreviation ("e.g.") does not end it
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?]+(?![.!?]|\s|$))+(?:[.!?]+(?=\s|$)|\n|$)|[.!?]+")
 
 
 def _fold(word: str) -> str:

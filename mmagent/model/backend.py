@@ -109,6 +109,29 @@ class HFVisionBackend:
         self.accepts = IMAGE_MIME_TYPES if self.vision else frozenset()
         self.embedded = embedded_name(mc.id) is not None
         self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)
+        self.draft = self._load_draft(model_cls, common) if mc.draft_id else None
+
+    def _load_draft(self, model_cls: Any, common: dict[str, Any]) -> Any:
+        """The assistant for assisted generation (`model.draft_id`): it only proposes tokens and the target
+        checks every one, so greedy output stays the target's own. It must spell text with the same tokens."""
+        from transformers import AutoTokenizer
+
+        mc = self.model_config
+        path = resolve_model_path(ModelConfig(id=mc.draft_id), self.config.paths.cache)
+        if AutoTokenizer.from_pretrained(path, **common).get_vocab() != self.tokenizer.get_vocab():
+            raise ModelLoadError(
+                f"model.draft_id '{mc.draft_id}' has another tokenizer than model.id '{mc.id}'; assisted generation "
+                "needs the same vocabulary (e.g. embedded:qwen2.5-coder-0.5b drafting for embedded:qwen2.5-coder-1.5b)."
+            )
+        draft = model_cls.from_pretrained(path, **common, dtype=self.dtype, use_safetensors=None if mc.allow_pickle else True)
+        return draft.to(self.device).eval()
+
+    def _assist(self, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`assistant_model` when a draft is loaded and the request suits it: text only (the draft does not see
+        images) and no stateful logits processor (a grammar would advance on tokens the target then rejects)."""
+        if self.draft is None or "pixel_values" in inputs or "logits_processor" in kwargs:
+            return {}
+        return {"assistant_model": self.draft}
 
     def _load_processor(self, common: dict[str, Any]) -> Any:
         from transformers import AutoProcessor, AutoTokenizer
@@ -288,6 +311,7 @@ class HFVisionBackend:
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = _generate_kwargs(opts, self.tokenizer)
+        kwargs.update(self._assist(inputs, kwargs))
         failure: list[BaseException] = []
         with self._lock, self.adapters.selected(adapter) as model:
 
@@ -325,7 +349,8 @@ class HFVisionBackend:
         inputs = self.prepare(attach_images(messages, images))
         with self._lock, self.adapters.selected(adapter) as model:
             _seed(opts)
-            output = model.generate(**inputs, **_generate_kwargs(opts, self.tokenizer))
+            kwargs = _generate_kwargs(opts, self.tokenizer)
+            output = model.generate(**inputs, **kwargs, **self._assist(inputs, kwargs))
         return output[0, inputs["input_ids"].shape[1]:].tolist()
 
     def generate_batch(

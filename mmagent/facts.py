@@ -76,8 +76,11 @@ def _number(raw: str) -> str:
     return raw.lstrip("0") or "0"
 
 
-def _word_key(word: str) -> str:
+def word_key(word: str) -> str:
+    """The form a word is compared in: lower case, possessive dropped, a plural weekday made singular."""
     word = word.lower().replace("’", "'")
+    if word.endswith("s") and word[:-1] in DAYS:  # "on Tuesdays" states the weekday "Tuesday"
+        return word[:-1]
     return word[:-2] if word.endswith("'s") else word
 
 
@@ -91,7 +94,7 @@ def extract(text: str) -> Facts:
         if token in ".!?:;\n":
             initial = initial or token == "\n" or previous not in _ABBREVIATIONS
             continue
-        key = _word_key(token)
+        key = word_key(token)
         if key in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[key])
         elif key in AMBIGUOUS_MONTHS:
@@ -111,7 +114,7 @@ def vocabulary(texts: Iterable[str]) -> frozenset[str]:
     out: set[str] = set()
     for text in texts:
         out |= extract(text).all()
-        out.update(_word_key(w) for w in re.findall(r"[^\W\d_][\w'’-]*", text or ""))
+        out.update(word_key(w) for w in re.findall(r"[^\W\d_][\w'’-]*", text or ""))
     return frozenset(out)
 
 

@@ -178,7 +178,7 @@ class SummarizeFlow(GraphFlow):
             messages = [{"role": "system", "content": prompts.text("system")},
                         {"role": "user", "content": prompts.text("map_user", words=notes_words,
                                                                  documents=self._documents(group))}]
-            text = "".join(self.backend.generate(messages, adapter=request.adapter,
+            text = "".join(self.backend.generate(messages, adapter=request.adapter, facts_from=_texts(group),
                                                  max_new_tokens=self._max_new(notes_words))).strip()
             sources = [s for p in group for s in _sources_of(p)]
             notes.append(Piece(text or group[0].text[:400], Source(uri="(notes)", excerpt=text[:200],
@@ -192,7 +192,7 @@ class SummarizeFlow(GraphFlow):
                                                              style=prompts.text(f"style_{request.style}"),
                                                              documents=self._documents(state["pieces"]))}]
         summary = stream_answer(self.backend, messages, adapter=request.adapter,
-                                max_new_tokens=self._max_new(request.words)).strip()
+                                facts_from=_texts(state["pieces"]), max_new_tokens=self._max_new(request.words)).strip()
         sources = _unique(s for p in state["pieces"] for s in _sources_of(p))
         for i, source in enumerate(sources, start=1):
             emit(SourceEvent(i, source, cited=False))
@@ -216,6 +216,13 @@ class SummarizeFlow(GraphFlow):
             else:
                 blocks.append((label, [piece.text]))
         return "\n".join(fence("\n\n".join(texts), label) for label, texts in blocks)
+
+
+def _texts(pieces: list[Piece]) -> tuple[str, ...]:
+    """What a summary's numbers, months and weekdays must come from (closed-world facts decoding,
+    :mod:`mmagent.model.closed_facts`): the texts being summarized. Notes of a map round were written under
+    the same rule from their own pieces, so the final summary over notes inherits it."""
+    return tuple(p.text for p in pieces)
 
 
 def _sources_of(piece: Piece) -> list[Source]:

@@ -63,12 +63,13 @@ class MMAgentOptions(BaseModel):
     spans_from: list[str] = Field(default_factory=list, max_length=64)
     span_skip: list[str] = Field(default_factory=list, max_length=256)
     banned: list[str] = Field(default_factory=list, max_length=64)
+    facts_from: list[str] = Field(default_factory=list, max_length=64)
     span_none: str = ""
     tools: list[dict[str, Any]] | None = None
 
     def gen(self) -> dict[str, Any]:
         out: dict[str, Any] = {"span_none": self.span_none} if self.span_none else {}
-        for key in ("spans_from", "span_skip", "banned"):
+        for key in ("spans_from", "span_skip", "banned", "facts_from"):
             if getattr(self, key):
                 out[key] = tuple(getattr(self, key))
         return out

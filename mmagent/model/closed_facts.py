@@ -1,0 +1,142 @@
+"""Closed-world facts during decoding: numbers, months and weekdays only as the sources write them.
+
+Free text is what a summary, an explanation or a chat answer about an image needs, so it cannot be
+constrained to spans the way a factual answer is (:mod:`mmagent.model.extractive`). What a small model
+invents in free text is mostly the checkable kind of detail: a number it rounds or makes up, a month or
+weekday it remembers from elsewhere (measured on summarize_full: "March 2026" for "May 2026", a price cut
+mid-number). :class:`FactsLogitsProcessor` takes that freedom away and leaves the wording free:
+
+- every maximal run of digits the output writes must be a run of digits some source writes ("2.1" is
+  the runs 2 and 1, "30,000" the runs 30 and 000), so a number can be copied, not made up; while a run is
+  still a proper prefix of the sources' runs only digits may follow, so no number stops half-copied;
+- month and weekday names (capitalised, as a date writes them) must occur in a source;
+- number words from "two" up must name a number the sources state ("four" needs a 4 or a "four").
+
+Proper names stay free: a capitalised word starts every sentence, and banning unknown ones would ban
+ordinary words. The faithfulness metric (:mod:`mmagent.facts`) still checks them afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_DIGITS = re.compile(r"\d+")
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+class FactsLogitsProcessor:
+    """A transformers logits processor; one instance per `generate` call (it tracks each row's digit run)."""
+
+    def __init__(self, tokenizer: Any, sources: Sequence[str]) -> None:
+        from mmagent.facts import NUMBER_WORDS, extract, vocabulary
+
+        text = "\n".join(sources)
+        self.runs = frozenset(_DIGITS.findall(text))
+        self.prefixes = frozenset(r[:i] for r in self.runs for i in range(1, len(r) + 1))
+        known = vocabulary(sources)
+        numbers = extract(text).numbers
+        table = _token_table(tokenizer)
+        self.texts = table.texts
+        self.digit_tokens = table.digit_tokens
+        banned = [t for t, word in table.date_words.items() if word not in known]
+        banned += [t for t, word in table.number_words.items()
+                   if NUMBER_WORDS[word] not in numbers and word not in known]
+        self.word_banned = banned
+        self.non_digit_ok: Any = None  # mask (0/-inf) letting only digit tokens through, built on first use
+        self._run: list[str] = []
+        self._prompt_length: int | None = None
+        self._masks: dict[str, Any] = {}
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        rows = input_ids.shape[0]
+        if self._prompt_length is None:
+            self._prompt_length = input_ids.shape[1]
+            self._run = [""] * rows
+        else:
+            for row in range(rows):
+                self._run[row] = _next_run(self._run[row], self.texts[int(input_ids[row, -1])]
+                                           if int(input_ids[row, -1]) < len(self.texts) else "")
+        for row in range(rows):
+            scores[row] = scores[row] + self._mask(self._run[row], scores.shape[1], scores.dtype, scores.device)
+        return scores
+
+    def _mask(self, run: str, size: int, dtype: Any, device: Any) -> Any:
+        """Additive mask for a row whose output ends in the digit run `run` (cached per run)."""
+        import torch
+
+        key = run
+        if key not in self._masks:
+            mask = torch.zeros(size, dtype=dtype, device=device)
+            banned = [t for t in self.word_banned if t < size]
+            banned += [t for t in self.digit_tokens if t < size and not self._digits_ok(run, self.texts[t])]
+            if run and run not in self.runs:  # a half-copied number: only its digits may follow
+                keep = torch.zeros(size, dtype=torch.bool, device=device)
+                ok = [t for t in self.digit_tokens if t < size and self._digits_ok(run, self.texts[t])
+                      and self.texts[t][:1].isdigit()]
+                keep[ok] = True
+                mask[~keep] = float("-inf")
+            if banned:
+                mask[torch.tensor(banned, dtype=torch.long, device=device)] = float("-inf")
+            self._masks[key] = mask
+        return self._masks[key]
+
+    def _digits_ok(self, run: str, text: str) -> bool:
+        """Whether appending `text` to output ending in digit run `run` keeps every digit run copyable."""
+        pieces = [(m.start(), m.end()) for m in _DIGITS.finditer(text)]
+        if not pieces:
+            return not run or run in self.runs
+        if run and pieces[0][0] != 0 and run not in self.runs:
+            return False
+        for i, (a, b) in enumerate(pieces):
+            digits = (run if a == 0 else "") + text[a:b]
+            last = i == len(pieces) - 1 and b == len(text)
+            if not (digits in self.prefixes if last else digits in self.runs):
+                return False
+        return True
+
+
+def _next_run(run: str, text: str) -> str:
+    """The digit run output ends in after appending `text`."""
+    if not text:
+        return run
+    tail = re.search(r"\d+$", text)
+    if tail is None:
+        return ""
+    return run + text if tail.start() == 0 else tail.group()
+
+
+class _TokenTable:
+    def __init__(self, texts: tuple[str, ...], digit_tokens: list[int], date_words: dict[int, str],
+                 number_words: dict[int, str]) -> None:
+        self.texts, self.digit_tokens, self.date_words, self.number_words = texts, digit_tokens, date_words, number_words
+
+
+@functools.lru_cache(maxsize=8)
+def _token_table(tokenizer: Any) -> _TokenTable:
+    """Per vocabulary: each token's text, the tokens holding a digit, and the whole-word date and number
+    tokens ("␣March", "␣Tuesdays", "␣four") — the words the processor may have to ban."""
+    from mmagent.facts import DAYS, MONTHS, NUMBER_WORDS, word_key
+    from mmagent.model.extractive import _vocab_texts
+
+    texts = _vocab_texts(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    digit_tokens, dates, numbers = [], {}, {}
+    full_months = {m for m in MONTHS if len(m) > 4 or m in ("may", "june", "july")}
+    for i, text in enumerate(texts):
+        if i in special:
+            continue
+        if any(c.isdigit() for c in text):
+            digit_tokens.append(i)
+            continue
+        word = text.strip()
+        if not word or not _LETTERS.fullmatch(word):
+            continue
+        lower = word.lower()
+        if word[0].isupper() and word_key(lower) in DAYS | full_months:
+            dates[i] = word_key(lower)
+        elif lower in NUMBER_WORDS and NUMBER_WORDS[lower] not in ("0", "1"):
+            numbers[i] = lower
+    return _TokenTable(texts, digit_tokens, dates, numbers)

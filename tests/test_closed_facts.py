@@ -1,0 +1,83 @@
+"""Closed-world facts decoding: numbers, months, weekdays and number words only as the sources write them.
+
+The processor is checked token by token on the tiny model's real tokenizer (whatever it splits digits
+into), then end to end: a random-weight model sampling at high temperature writes every digit run it
+writes from the source, and the control without the constraint does not."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import tiny_config
+
+from mmagent.model.closed_facts import FactsLogitsProcessor
+
+SOURCE = "The Serra jars, sold since May 2026 in three sizes, cost 2,300 euros; delivery on Tuesdays. They weigh 2.1 kg."
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_lm_dir)
+
+
+def _allowed(tokenizer, text: str, sources=(SOURCE,)) -> bool:
+    """Whether the processor lets `text` be written, token by token, as the start of an answer."""
+    import torch
+
+    processor = FactsLogitsProcessor(tokenizer, sources)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    written = torch.tensor([[0]])
+    for token in ids:
+        scores = processor(written, torch.zeros(1, len(tokenizer)))
+        if scores[0, token] == float("-inf"):
+            return False
+        written = torch.cat([written, torch.tensor([[token]])], dim=1)
+    return True
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("sold since May 2026", True), ("cost 2,300 euros", True), ("they weigh 2.1 kg", True),
+    ("delivered on Tuesday", True),  # the source's "Tuesdays" states the weekday
+    ("sold since 2025", False), ("cost 2,400 euros", False), ("they weigh 2.5 kg", False),
+    ("cost 23 euros", False),  # a copied prefix may not stop half-way: 23 is no number of the source
+])
+def test_digit_runs_must_be_copied_whole(tokenizer, text, ok):
+    assert _allowed(tokenizer, text) is ok
+
+
+@pytest.mark.embedded_model
+def test_month_weekday_and_number_words_must_occur_in_a_source(small_model_dir):
+    """On a real vocabulary (SmolLM2's: " March", " Tuesdays", " four" are whole tokens)."""
+    from transformers import AutoTokenizer
+
+    from mmagent.model.closed_facts import _token_table
+
+    tokenizer = AutoTokenizer.from_pretrained(small_model_dir)
+    table = _token_table(tokenizer)
+    assert {"march", "friday", "tuesday"} <= set(table.date_words.values()) and "four" in table.number_words.values()
+    processor = FactsLogitsProcessor(tokenizer, [SOURCE])
+    for token, word in table.date_words.items():
+        assert (token in processor.word_banned) is (word not in {"may", "tuesday"}), (table.texts[token], word)
+    for token, word in table.number_words.items():
+        assert (token in processor.word_banned) is (word != "three"), (table.texts[token], word)
+    assert _allowed(tokenizer, "sold since May 2026 on Tuesdays") and not _allowed(tokenizer, "sold since March")
+
+
+def test_sampled_free_text_only_copies_numbers(tiny_lm_dir):
+    """A random-weight model sampling hot writes digits all over; under the constraint each run is a source run."""
+    from mmagent.model.backend import HFVisionBackend
+
+    backend = HFVisionBackend(tiny_config(tiny_lm_dir, **{"model.max_new_tokens": 40}))
+    messages = [{"role": "user", "content": SOURCE + "\nSummarize with numbers 0123456789."}]
+    runs = set(re.findall(r"\d+", SOURCE))
+    free = [backend.complete(messages, temperature=2.0, seed=s) for s in range(6)]
+    assert any(set(re.findall(r"\d+", t)) - runs for t in free)  # the control: digits the source never wrote
+    for seed in range(6):
+        text = backend.complete(messages, temperature=2.0, seed=seed, facts_from=(SOURCE,))
+        written = re.findall(r"\d+", text)
+        if text[-1:].isdigit():  # cut by max_new_tokens mid-number: a prefix of a source run so far
+            assert any(r.startswith(written.pop()) for r in runs), text
+        assert set(written) <= runs, text

@@ -86,6 +86,12 @@ class ModelConfig:
                           f"model ({', '.join(EMBEDDED_MODELS)}); 'default' = embedded:{DEFAULT_EMBEDDED}"},
     )
     revision: str | None = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
+    draft_id: str | None = field(
+        default=None,
+        metadata={"help": "a smaller model with the same tokenizer that drafts tokens for model.id to verify "
+                          "(assisted generation: same greedy output, faster decode), e.g. "
+                          "embedded:qwen2.5-coder-0.5b for embedded:qwen2.5-coder-1.5b; None = off"},
+    )
     quantization: str = field(default="none", metadata={"help": "none | 8bit | 4bit (bitsandbytes)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
     dtype: str = field(default="auto", metadata={"help": "compute dtype: auto | float32 | bfloat16 | float16"})
@@ -106,6 +112,8 @@ class ModelConfig:
         if not self.id:
             raise ConfigError("model.id is empty; give a hub id, a local model directory, or 'default'.")
         _check_embedded(self.id)
+        if self.draft_id:
+            _check_embedded(self.draft_id)
         _check_choice("model", "quantization", self.quantization, QUANTIZATIONS)
         _check_choice("model", "device", self.device, DEVICES)
         _check_choice("model", "dtype", self.dtype, DTYPES)

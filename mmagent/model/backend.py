@@ -447,6 +447,10 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
 
         kwargs.setdefault("logits_processor", []).append(SpanLogitsProcessor(tokenizer, opts.spans_from, opts.span_skip, opts.span_none))
         kwargs["eos_token_id"] = end_token_ids(tokenizer)  # a span ends at any of them, so generation must too
+    if opts.facts_from:
+        from mmagent.model.closed_facts import FactsLogitsProcessor
+
+        kwargs.setdefault("logits_processor", []).append(FactsLogitsProcessor(tokenizer, opts.facts_from))
     return kwargs
 
 

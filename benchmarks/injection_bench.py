@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.models, args.carriers = ["smollm2-135m"], ["document", "image"]
     selected = cases(args.flows, args.carriers, args.goals)
-    load_before = os.getloadavg()
+    load_before, started_at = os.getloadavg(), commit()  # the code that ran, not HEAD when it ends
     rows, details, seconds = [], [], {}
     with tempfile.TemporaryDirectory(prefix="mmagent-injection-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        "met": abs(r["utility_gap"]) <= 5}
     report = {"benchmark": "injection", "machine": f"{platform.machine()} {os.cpu_count()} cpu",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "commit": commit(), "load_before": load_before, "load_after": load_after,
+              "commit": started_at, "load_before": load_before, "load_after": load_after,
               "seconds": seconds, "rows": rows, "ratios": {}, "targets": targets, "cases": details}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")

@@ -4,26 +4,26 @@ sequential in-process calls, with requests spread over the base model and two Lo
 The embedded default model serves; two random LoRA adapters (r=8 on the language model's q/v) are made
 in a temporary folder. Every request is greedy with the same token budget; the in-process answers are
 the reference each HTTP answer is compared with (a batched row may differ from its one-at-a-time answer
-only by float rounding of padded positions, counted as "differ").
+only by float rounding of padded positions, counted as "differ"). Scaling = requests/s over HTTP at N
+clients ÷ requests/s of the sequential in-process calls measured in the same run.
 
-    python benchmarks/serve_bench.py                     # prints JSON; --results appends a table to RESULTS.md
-    python benchmarks/serve_bench.py --model embedded:smollm2-135m --requests 48 --tokens 32 --dtype bfloat16 --results
+    python benchmarks/serve_bench.py --quick --json benchmarks/out/serve.json   # 135M model, 4 requests of 8 tokens, 4 clients
+    python benchmarks/serve_bench.py                                            # default model, 24 requests of 32 tokens, 2 rounds
+    python benchmarks/serve_bench.py --model embedded:smollm2-135m --requests 48 --tokens 32 --dtype bfloat16
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import contract
+
 MODELS = ("base", "a", "b")
 TOPICS = ["my order 1001", "a cracked teapot", "the returns page", "a router reset", "a late parcel",
           "the warranty", "a refund", "the invoice", "a blue square", "a red circle", "the office cat", "a ticket"]
@@ -35,11 +35,13 @@ def make_adapters(backend, folder: Path) -> dict[str, str]:
     from transformers import AutoModelForImageTextToText
 
     paths = {}
+    base = AutoModelForImageTextToText.from_pretrained(backend.path)
     for name, seed in (("a", 1), ("b", 2)):
         torch.manual_seed(seed)
-        base = AutoModelForImageTextToText.from_pretrained(backend.path)
         lora = LoraConfig(r=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False)
-        get_peft_model(base, lora).save_pretrained(folder / name)
+        model = get_peft_model(base, lora)
+        model.save_pretrained(folder / name)
+        base = model.unload()  # the same base for the next adapter, without a second load
         paths[name] = str(folder / name)
     return paths
 
@@ -49,28 +51,28 @@ def workload(n: int) -> list[tuple[str, list[dict]]]:
                                                          f"(request {i})."}]) for i in range(n)]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+def summary(label: str, runs: list[tuple[list[float], float, list[str]]], reference: list[str]) -> dict:
+    """One condition's row from its rounds: medians over rounds of requests/s and p50/p95 latency."""
+    n = len(runs[0][0])
+    return {"condition": label, "requests": n, "rounds": len(runs),
+            "seconds": round(statistics.median(wall for _, wall, _ in runs), 2),
+            "requests_per_s": round(statistics.median(n / wall for _, wall, _ in runs), 3),
+            "p50_s": round(statistics.median(statistics.median(lat) for lat, _, _ in runs), 3),
+            "p95_s": round(statistics.median(contract.percentile(lat, 0.95) for lat, _, _ in runs), 3),
+            "same_as_in_process": min(sum(a == b for a, b in zip(texts, reference)) for _, _, texts in runs)}
 
 
-def summary(label: str, latencies: list[float], wall: float, same: int) -> dict:
-    return {"condition": label, "requests": len(latencies), "seconds": round(wall, 2),
-            "requests_per_s": round(len(latencies) / wall, 3), "p50_s": round(statistics.median(latencies), 3),
-            "p95_s": round(percentile(latencies, 0.95), 3), "same_as_in_process": same}
-
-
-def sequential(backend, work, tokens: int) -> tuple[dict, list[str]]:
+def sequential(backend, work, tokens: int) -> tuple[list[float], float, list[str]]:
     answers, latencies = [], []
     started = time.perf_counter()
     for model, messages in work:
         t0 = time.perf_counter()
         answers.append(backend.complete(messages, adapter=None if model == "base" else model, max_new_tokens=tokens))
         latencies.append(time.perf_counter() - t0)
-    return summary("sequential in-process (no server)", latencies, time.perf_counter() - started, len(work)), answers
+    return latencies, time.perf_counter() - started, answers
 
 
-def over_http(url: str, work, tokens: int, clients: int, reference: list[str]) -> dict:
+def over_http(url: str, work, tokens: int, clients: int) -> tuple[list[float], float, list[str]]:
     import openai
 
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=1200)
@@ -84,24 +86,11 @@ def over_http(url: str, work, tokens: int, clients: int, reference: list[str]) -
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(one, range(len(work))))
-    wall = time.perf_counter() - started
-    same = sum(text == want for (_, text), want in zip(results, reference))
-    return summary(f"mmagent serve, {clients} concurrent client{'s' if clients > 1 else ''}",
-                   [r[0] for r in results], wall, same)
+    return [r[0] for r in results], time.perf_counter() - started, [r[1] for r in results]
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, nproc {os.cpu_count()}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
-
-
-def run(args: argparse.Namespace) -> dict:
-    load_before = os.getloadavg()
+def run(args: argparse.Namespace, report: contract.Report) -> None:
+    """Sequential in-process calls and each client count over HTTP, interleaved for `args.rounds` rounds."""
     from mmagent.config import load_config
     from mmagent.model.backend import HFVisionBackend
     from mmagent.serve.app import create_app
@@ -110,70 +99,81 @@ def run(args: argparse.Namespace) -> dict:
 
     overrides = {"model.id": args.model, "model.dtype": args.dtype, "model.repetition_penalty": 1.0, "model.max_new_tokens": args.tokens}
     probe = HFVisionBackend(load_config(overrides=overrides, env={}))
-    folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    adapters = make_adapters(probe, folder)
-    del probe
-    config = load_config(overrides={**overrides, **{f"adapters.{k}": v for k, v in adapters.items()}}, env={})
-    backend = HFVisionBackend(config)
-    work = workload(args.requests)
-    backend.complete(work[0][1], max_new_tokens=2)  # warm-up
-    rows = []
-    seq, reference = sequential(backend, work, args.tokens)
-    rows.append(seq)
-    app = create_app(config, ServeSettings(served_name="base", max_batch=args.max_batch), backend=backend)
-    with BackgroundServer(app) as server:
-        over_http(server.url, work[:3], args.tokens, 3, reference[:3])  # warm-up of the HTTP path
-        for clients in args.clients:
-            rows.append(over_http(server.url, work, args.tokens, clients, reference))
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(),
-            "model": f"{config.model.id} = {Path(backend.path).name} ({backend.info().precision})",
-            "requests": args.requests, "max_new_tokens": args.tokens, "max_batch": args.max_batch,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
+        adapters = make_adapters(probe, Path(folder))
+        del probe
+        config = load_config(overrides={**overrides, **{f"adapters.{k}": v for k, v in adapters.items()}}, env={})
+        backend = HFVisionBackend(config)
+        work = workload(args.requests)
+        backend.complete(work[0][1], max_new_tokens=2)  # warm-up
+        app = create_app(config, ServeSettings(served_name="base", max_batch=args.max_batch), backend=backend)
+        with BackgroundServer(app) as server:
+            over_http(server.url, work[:3], args.tokens, 3)  # warm-up of the HTTP path
+            conditions = {"sequential in-process (no server)": lambda: sequential(backend, work, args.tokens)}
+            for clients in args.clients:
+                conditions[f"mmagent serve, {clients} concurrent client{'s' if clients > 1 else ''}"] = (
+                    lambda c=clients: over_http(server.url, work, args.tokens, c))
+            runs = contract.interleaved(conditions, args.rounds)
+    reference = next(iter(runs.values()))[0][2]
+    rows = [summary(label, r, reference) for label, r in runs.items()]
+    seq = rows[0]
+    report.rows = rows
+    report.notes.update(model=f"{config.model.id} = {Path(backend.path).name} ({backend.info().precision})",
+                        requests=args.requests, max_new_tokens=args.tokens, max_batch=args.max_batch,
+                        rounds=args.rounds, torch_threads=torch_threads())
+    for row, clients in zip(rows[1:], args.clients):
+        row["scaling"] = round(row["requests_per_s"] / seq["requests_per_s"], 3)
+        report.ratios[f"requests/s at {clients} clients / sequential"] = row["scaling"]
+    top = rows[-1]
+    report.target("serve", top["requests_per_s"], "report scaling", None, unit="requests/s",
+                  baseline=f"sequential in-process {seq['requests_per_s']} requests/s", ratio=top["scaling"],
+                  reason=f"{top['condition']}; p95 {top['p95_s']} s vs {seq['p95_s']} s sequential")
 
 
-def markdown(result: dict) -> str:
-    lines = [
-        "## `mmagent serve`: batched requests with mixed adapters vs sequential in-process calls",
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def markdown(report: contract.Report) -> str:
+    n = report.notes
+    return "\n".join([
+        f"model: {n['model']}; {n['requests']} greedy requests of {n['max_new_tokens']} new tokens, spread evenly "
+        f"over the base model and two LoRA adapters; batches of at most {n['max_batch']}; torch threads "
+        f"{n['torch_threads']}; median of {n['rounds']} interleaved round(s); load average {'/'.join(map(str, report.load_before))} before.",
         "",
-        f"`python benchmarks/serve_bench.py --requests {result['requests']} --tokens {result['max_new_tokens']} "
-        f"--results` — {result['date']}; {result['machine']}; load average (1/5/15 min) "
-        f"{'/'.join(map(str, result['load_average_before']))} before, "
-        f"{'/'.join(map(str, result['load_average_after']))} after (the machine is shared with other work).",
+        contract.table(report.rows, [("condition", "condition"), ("requests_per_s", "requests/s"),
+                                     ("scaling", "× sequential"), ("p50_s", "p50 s"), ("p95_s", "p95 s"),
+                                     ("seconds", "wall s"), ("same_as_in_process", "answers equal to in-process")]),
         "",
-        f"model: {result['model']}; {result['requests']} greedy requests of {result['max_new_tokens']} new tokens, "
-        f"spread evenly over the base model and two LoRA adapters; batches of at most {result['max_batch']}.",
-        "",
-        "| condition | requests/s | p50 latency s | p95 latency s | wall s | answers equal to in-process |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        lines.append(f"| {r['condition']} | {r['requests_per_s']:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-                     f"{r['seconds']:.1f} | {r['same_as_in_process']}/{r['requests']} |")
-    return "\n".join(lines) + "\n"
+        "Reading: throughput grows with clients because the rows of a batch share each decoding step; "
+        "latency grows with it (each request waits for a batch and decodes beside the others). Batched "
+        "bfloat16 answers may differ from one-at-a-time ones by rounding of padded rows and peft's "
+        "mixed-adapter path (see the curated serve section below).",
+    ])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--quick", action="store_true", help="embedded:smollm2-135m, 4 requests of 8 tokens, 4 clients")
+    parser.add_argument("--requests", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--model", default="default", help="model.id (e.g. embedded:smollm2-135m); default: the embedded default")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--json", type=Path, help="also write the JSON here")
-    parser.add_argument("--results", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every condition (median)")
+    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
     args = parser.parse_args()
-    result = run(args)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.results:
-        with open(HERE / "RESULTS.md", "a") as out:
-            out.write("\n" + markdown(result))
-        print(markdown(result))
+    if args.quick:
+        args.model, args.requests, args.tokens, args.clients, args.rounds = "embedded:smollm2-135m", 4, 8, [4], 1
+    report = contract.Report("serve", quick=args.quick)
+    run(args, report)
+    report.write(args.json)
+    print(markdown(report))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

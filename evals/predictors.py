@@ -31,12 +31,17 @@ class _Blank(dict):
 
 
 def postprocess(text: str, how: str) -> str:
-    """The answer span a metric should see: whole text, its first line, or its first sentence."""
+    """The answer span a metric should see: whole text, its first line, its first sentence, or its whole
+    sentences (a last one cut off by the token limit dropped)."""
     text = text.strip()
     if how == "first_line":
         return text.splitlines()[0].strip() if text else ""
     if how == "first_sentence":
         return _SENTENCE.split(text, maxsplit=1)[0].strip()
+    if how == "whole_sentences":  # as the summarize flow shows a summary: no sentence cut off by the token limit
+        from mmagent.flows.steps import whole_sentences
+
+        return whole_sentences(text)
     return text
 
 
@@ -85,10 +90,18 @@ class ModelPredictor(Predictor):
         fields = gen.pop("spans_from", ())
         if fields:  # extractive decoding: each answer quotes its own example's text, so one at a time
             return [postprocess(self._quote(ex, fields, gen), self.suite.postprocess) for ex in batch]
+        facts = gen.pop("facts_from", ())
+        if facts:  # closed-world facts: each output copies its own example's numbers, so one at a time
+            return [postprocess(self._closed(ex, facts, gen), self.suite.postprocess) for ex in batch]
         conversations = [self.messages(ex) for ex in batch]
         texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
         return [postprocess(t, self.suite.postprocess) for t in texts]
 
+
+    def _closed(self, ex: EvalExample, fields: Sequence[str], gen: dict[str, Any]) -> str:
+        """Free text whose numbers, months and weekdays come from the example's `fields` (mmagent.model.closed_facts)."""
+        sources = tuple(text for text in (getattr(ex, f) or "" for f in fields) if text.strip())
+        return "".join(self.backend.generate(self.messages(ex), adapter=self.adapter, facts_from=sources, **gen))
 
     def _quote(self, ex: EvalExample, fields: Sequence[str], gen: dict[str, Any]) -> str:
         """An answer constrained to a verbatim span of the example's `fields` (mmagent.model.extractive)."""

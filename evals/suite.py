@@ -45,9 +45,11 @@ METRICS = (
 )
 CALLS = ("model", "asr", "memory", "flow:qa", "flow:classify", "flow:support", "fusion", "chat")
 FORMATS = ("auto", "squad", "vqa", "docvqa", "jsonl", "hf_dataset")
-POSTPROCESS = ("strip", "first_line", "first_sentence")
-DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop", "spans_from")
-SPAN_FIELDS = ("context", "document")  # `spans_from:` names example fields the answer must quote verbatim
+POSTPROCESS = ("strip", "first_line", "first_sentence", "whole_sentences")
+DECODING_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "stop", "spans_from", "facts_from")
+# `spans_from:` names example fields the answer must quote verbatim; `facts_from:` the fields whose numbers, months
+# and weekdays are the only ones free text may write (closed-world facts decoding, as the summarize flow does)
+SPAN_FIELDS = ("context", "document")
 
 
 class SuiteError(ConfigError):
@@ -101,10 +103,11 @@ class Suite:
             raise SuiteError(
                 f"{where}: unknown decoding key(s) {unknown}; valid: {', '.join(DECODING_KEYS)}."
             )
-        bad_fields = sorted(set(self.decoding.get("spans_from", ())) - set(SPAN_FIELDS))
-        if bad_fields:
-            raise SuiteError(f"{where}: decoding.spans_from names example fields to quote from, one of "
-                             f"{', '.join(SPAN_FIELDS)}; got {bad_fields}.")
+        for key in ("spans_from", "facts_from"):
+            bad_fields = sorted(set(self.decoding.get(key, ())) - set(SPAN_FIELDS))
+            if bad_fields:
+                raise SuiteError(f"{where}: decoding.{key} names example fields to take the text from, one of "
+                                 f"{', '.join(SPAN_FIELDS)}; got {bad_fields}.")
         if self.batch_size < 1:
             raise SuiteError(f"{where}: batch_size must be >= 1; got {self.batch_size}.")
         if self.metric == "classification" and len(self.labels) < 2:
@@ -193,7 +196,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     for key in ("labels", "ks"):
         if key in values:
             values[key] = tuple(values[key])
-    for key in ("stop", "spans_from"):
+    for key in ("stop", "spans_from", "facts_from"):
         if key in (values.get("decoding") or {}):
             values["decoding"] = dict(values["decoding"], **{key: tuple(values["decoding"][key])})
     return Suite(

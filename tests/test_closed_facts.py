@@ -81,3 +81,24 @@ def test_sampled_free_text_only_copies_numbers(tiny_lm_dir):
         if text[-1:].isdigit():  # cut by max_new_tokens mid-number: a prefix of a source run so far
             assert any(r.startswith(written.pop()) for r in runs), text
         assert set(written) <= runs, text
+
+
+def test_a_sentence_cut_by_the_token_limit_is_not_shown():
+    from mmagent.flows.steps import whole_sentences
+
+    assert whole_sentences("The warehouse flooded. About 300 items were moved. Around 4") == \
+        "The warehouse flooded. About 300 items were moved."
+    assert whole_sentences("No sentence ends here") == "No sentence ends here"  # nothing whole to keep
+    assert whole_sentences("Done. All good.") == "Done. All good."
+
+
+def test_suites_take_facts_from_named_example_fields(tmp_path):
+    from evals.suite import SuiteError, load_suite
+
+    suite = load_suite("summarize_full")
+    assert suite.decoding["facts_from"] == ("document",) and suite.postprocess == "whole_sentences"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(suite.path.read_text().replace("facts_from: [document]", "facts_from: [answer]")
+                   .replace("../fixtures", str(suite.path.parent.parent / "fixtures")))
+    with pytest.raises(SuiteError, match="facts_from"):
+        load_suite(str(bad))

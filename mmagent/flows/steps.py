@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -74,6 +75,16 @@ def stream_answer(backend: Any, messages: list[dict[str, Any]], images: Sequence
         pieces.append(piece)
         emit(TokenEvent(piece))
     return "".join(pieces)
+
+
+def whole_sentences(text: str) -> str:
+    """`text` without a last sentence the token limit cut off ("... reduced from 6"): a cut number or name
+    reads as a wrong fact. Text with no complete sentence at all is returned as it is."""
+    text = text.strip()
+    if not text or text[-1] in ".!?:;)\"'’”" or text.endswith("\n"):
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?][\"'’”)]?(?=\s)", text)]
+    return text[:ends[-1]].strip() if ends else text
 
 
 def say(text: str) -> str:

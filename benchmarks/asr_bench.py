@@ -13,7 +13,6 @@ the same clips; if one is, the default should change.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import subprocess
 import sys
@@ -154,10 +153,8 @@ def verdict(rows: list[dict]) -> tuple[bool, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 sentences, 2 rounds, no long file")
+    parser = contract.arguments(__doc__, "2 sentences, 2 rounds, no long file")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 2 with --quick, else 5)")
-    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the long-file test (full run; 0 skips it)")
     args = parser.parse_args()
     report = contract.Report("asr", quick=args.quick)

@@ -8,6 +8,7 @@ in the same process, interleaved with it, does — hence `interleaved()` and `Re
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -21,6 +22,14 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
+
+
+def arguments(doc: str, quick: str) -> argparse.ArgumentParser:
+    """A script's parser with the contract's two flags; `quick` says what --quick shrinks to."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
+    return parser
 
 
 def machine() -> str:

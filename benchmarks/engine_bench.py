@@ -20,7 +20,6 @@ bytes of weights per token explain most of the decode ratio; the note gives both
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -141,9 +140,7 @@ def gguf_path(name: str, cache: str) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smollm2-135m, 32 tokens, 2 rounds")
-    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
+    parser = contract.arguments(__doc__, "smollm2-135m, 32 tokens, 2 rounds")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="embedded model name")
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3)

@@ -155,8 +155,7 @@ def markdown(report: contract.Report) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="embedded:smollm2-135m, 4 requests of 8 tokens, 4 clients")
+    parser = contract.arguments(__doc__, "embedded:smollm2-135m, 4 requests of 8 tokens, 4 clients")
     parser.add_argument("--requests", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--model", default="default", help="model.id (e.g. embedded:smollm2-135m); default: the embedded default")
@@ -164,7 +163,6 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every condition (median)")
-    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
     args = parser.parse_args()
     if args.quick:
         args.model, args.requests, args.tokens, args.clients, args.rounds = "embedded:smollm2-135m", 4, 8, [4], 1

@@ -15,7 +15,6 @@ the UI itself adds (Streamlit's rerun on submit, the websocket, drawing).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -191,9 +190,7 @@ def measure(model: str, tokens: int, rounds: int, timeout_s: float) -> list[dict
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="embedded:smollm2-135m, 3 rounds")
-    parser.add_argument("--json", type=Path, help="write the contract's JSON here")
+    parser = contract.arguments(__doc__, "embedded:smollm2-135m, 3 rounds")
     parser.add_argument("--model", default="default", help="model.id for the UI and the in-process baseline")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens per answer")

@@ -106,7 +106,8 @@ def run(args: argparse.Namespace, report: contract.Report) -> None:
         backend = HFVisionBackend(config)
         work = workload(args.requests)
         backend.complete(work[0][1], max_new_tokens=2)  # warm-up
-        app = create_app(config, ServeSettings(served_name="base", max_batch=args.max_batch), backend=backend)
+        settings = ServeSettings(served_name="base", max_batch=args.max_batch, timeout=3600)  # measure, do not refuse
+        app = create_app(config, settings, backend=backend)
         with BackgroundServer(app) as server:
             over_http(server.url, work[:3], args.tokens, 3)  # warm-up of the HTTP path
             conditions = {"sequential in-process (no server)": lambda: sequential(backend, work, args.tokens)}

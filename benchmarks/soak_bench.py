@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     requests = 48 if args.quick else args.requests
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped soak still stops its server (finally:)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         figures = soak(args.model, requests, args.clients, Path(tmp), args.rss_bound_mb)

@@ -198,6 +198,10 @@ def test_a_question_about_a_picture_gets_the_grounded_chat_prompt_unless_it_asks
     ("How much does it cost?", "free", True), ("How many years of cover?", "five", True),
     ("How many years ago was it founded?", "2019", True), ("Who pays for the repair?", "Vantline", True),
     ("How tall is the lamp?", "48", True),  # no unit at all: nothing says it is the wrong kind
+    ("How many days of paid leave does an employee get?", "25 days", True),  # pay as a topic, not a price
+    ("Within how many days must a lower price be found?", "14 days", True),
+    ("How far ahead can a card be scheduled?", "90 days in advance", True),
+    ("What did the business earn in its first year?", "12 months", False),
 ])
 def test_a_quoted_quantity_must_be_of_the_asked_kind(question, answer, fits_it):
     from mmagent.flows.grounding import fits

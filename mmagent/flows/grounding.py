@@ -88,12 +88,15 @@ _UNITS = {
 _UNIT_RES = {kind: re.compile(rf"(?<![^\W\d_])(?:{units})(?![^\W\d_])", re.IGNORECASE) for kind, units in _UNITS.items()}
 _ASKS = [  # (question pattern, the kinds of quantity that answer it)
     (re.compile(r"\bhow heavy\b|\bweigh", re.IGNORECASE), {"weight"}),
-    (re.compile(r"\bhow (?:tall|high|wide|deep|far)\b", re.IGNORECASE), {"length"}),
-    (re.compile(r"\bhow long\b", re.IGNORECASE), {"length", "duration"}),
+    (re.compile(r"\bhow (?:tall|high|wide|deep)\b", re.IGNORECASE), {"length"}),
+    (re.compile(r"\bhow (?:long|far)\b", re.IGNORECASE), {"length", "duration"}),  # "how far ahead": days
     (re.compile(r"\bhow old\b", re.IGNORECASE), {"duration"}),
     (re.compile(r"\bhow loud\b", re.IGNORECASE), {"loudness"}),
-    (re.compile(r"\b(?:cost|costs|price|fee|surcharge|charge|pay|paid|earn|earned|budget)\b", re.IGNORECASE),
-     {"money", "share"}),
+    # a price asked for ("What does X cost?", "How much is paid...?"), not pay or price as a topic ("How many
+    # weeks of full pay...?", "Within how many days must a lower price be found?")
+    (re.compile(r"\bcosts?\b|\bhow much\b.*\b(?:pay|paid|charged?|earn\w*|spen[dt]|fee|surcharge|budget)\b|"
+                r"\bwhat (?:is|are|was|were) the (?:price|fee|surcharge|budget|cost)\b|\bwhat did .* earn\b",
+                re.IGNORECASE), {"money", "share"}),
 ]
 _YEAR = re.compile(r"(?:19|20)\d\d")
 

@@ -31,7 +31,7 @@ def commit() -> str:
     return out.stdout.strip() or "?"
 
 
-def run_model(model: str, selected: list, workdir: Path, tokens: int) -> tuple[list, float]:
+def run_model(model: str, selected: list, workdir: Path, tokens: int, log: Path | None) -> tuple[list, float]:
     from mmagent.config import load_config
     from mmagent.evals.injection import Runner
     from mmagent.model import load_backend
@@ -40,7 +40,12 @@ def run_model(model: str, selected: list, workdir: Path, tokens: int) -> tuple[l
                                     "model.max_new_tokens": tokens})
     backend = load_backend(config)
     start = time.perf_counter()
-    results = Runner(config, backend, workdir / model, max_new_tokens=tokens).run(selected)
+    def keep(result) -> None:  # each case as it finishes: an interrupted run keeps what it measured
+        if log is not None:
+            with log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(dict(result.to_dict(), model=model), default=str) + "\n")
+
+    results = Runner(config, backend, workdir / model, max_new_tokens=tokens).run(selected, on_result=keep)
     return results, time.perf_counter() - start
 
 
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mmagent-injection-") as tmp:
         workdir = args.workdir or Path(tmp)
         for model in args.models:
-            results, seconds[model] = run_model(model, selected, workdir, args.tokens)
+            partial = args.json.with_suffix(".cases.jsonl") if args.json else None
+            results, seconds[model] = run_model(model, selected, workdir, args.tokens, partial)
             rows += grouped(model, results)
             details += [dict(r.to_dict(), model=model) for r in results]
     load_after = os.getloadavg()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,7 +216,9 @@ class Runner:
             config, memory=dataclasses.replace(config.memory, path=str(self.workdir / "memory"), url=None))
         self._twins: dict[str, Outcome] = {}
 
-    def run(self, selected: Sequence[Case], progress: bool = True) -> list[CaseResult]:
+    def run(self, selected: Sequence[Case], progress: bool = True,
+            on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+        """Run `selected` in order; `on_result` sees each case as it finishes (a long run keeps what it did)."""
         from tqdm.auto import tqdm
 
         out = []
@@ -227,6 +229,8 @@ class Runner:
             benign = self._twins[case.twin]
             out.append(CaseResult(case, attack, benign, attack_succeeded(case, attack, system_prompts(case.flow)),
                                   task_succeeded(case.flow, attack), task_succeeded(case.flow, benign)))
+            if on_result is not None:
+                on_result(out[-1])
         return out
 
     def outcome(self, case: Case, planted: str | None) -> Outcome:

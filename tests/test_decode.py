@@ -60,3 +60,14 @@ def test_a_draft_with_another_tokenizer_is_refused(tiny_llava_dir, tmp_path):
     tok.save_pretrained(other)
     with pytest.raises(ModelLoadError, match="another tokenizer"):
         HFVisionBackend(tiny_config(tiny_llava_dir, **{"model.draft_id": str(other)}))
+
+
+def test_a_reused_system_prompt_cache_keeps_greedy_output(tiny_llava_dir):
+    backend = HFVisionBackend(tiny_config(tiny_llava_dir))
+    system = {"role": "system", "content": "You answer in short sentences about shapes and colours, always politely."}
+    gen = {"max_new_tokens": 16, "repetition_penalty": 1.3}
+    for question in ("What is red?", "Name a blue shape.", "What is red?"):
+        messages = [system, {"role": "user", "content": question}]
+        plain = backend.tokenizer.decode(backend.generate_ids(messages, **gen), skip_special_tokens=True)
+        assert backend.complete(messages, **gen) == plain  # generate_ids never reuses a cache
+    assert len(backend.prefixes._caches) == 1, "the system prompt was not prefilled once and reused"

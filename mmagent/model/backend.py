@@ -21,6 +21,7 @@ from mmagent.errors import ImageError, MMAgentError, ModelLoadError
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterManager
 from mmagent.model.base import DecodeRow, GenerationOptions, Message, ModelInfo, Prompt, attach_images
+from mmagent.model.prompt_cache import PrefixCache
 from mmagent.model.quantization import pin_4bit_weights, plan_quantization, resolve_device, resolve_dtype
 from mmagent.model.template import template_hash
 
@@ -110,6 +111,7 @@ class HFVisionBackend:
         self.embedded = embedded_name(mc.id) is not None
         self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)
         self.draft = self._load_draft(model_cls, common) if mc.draft_id else None
+        self.prefixes = PrefixCache()
 
     def _load_draft(self, model_cls: Any, common: dict[str, Any]) -> Any:
         """The assistant for assisted generation (`model.draft_id`): it only proposes tokens and the target
@@ -294,13 +296,22 @@ class HFVisionBackend:
         opts = self.options(gen)
         inputs = self.prepare(attach_images(messages, images), tools=tools)
         self._check_adapter(adapter)
-        return self._stream(inputs, opts, adapter)
+        return self._stream(inputs, opts, adapter, self._system_prefix(messages))
+
+    def _system_prefix(self, messages: Sequence[Message]) -> list[int] | None:
+        """Token ids of a leading text system message rendered alone: the prompt prefix every request with
+        that system prompt shares (its KV cache is reused, see prompt_cache.py)."""
+        if not messages or messages[0].get("role") != "system" or not isinstance(messages[0].get("content"), str):
+            return None
+        text = self.apply_template([messages[0]], None, add_generation_prompt=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _check_adapter(self, adapter: str | None) -> None:
         if adapter is not None:
             self.adapters.info(adapter)  # an unknown name fails here, before anything runs
 
-    def _stream(self, inputs: Any, opts: GenerationOptions, adapter: str | None) -> Iterator[str]:
+    def _stream(self, inputs: Any, opts: GenerationOptions, adapter: str | None,
+                prefix: list[int] | None = None) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         cancel = threading.Event()
@@ -318,7 +329,12 @@ class HFVisionBackend:
             def work() -> None:
                 try:
                     _seed(opts)
-                    model.generate(**inputs, **kwargs, streamer=streamer,
+                    reuse = {}
+                    if prefix and "assistant_model" not in kwargs and "pixel_values" not in inputs:
+                        key = (adapter, self.adapters.info(adapter).path if adapter else None)
+                        cache = self.prefixes.start(model, inputs["input_ids"], prefix, key)
+                        reuse = {} if cache is None else {"cache": cache}
+                    model.generate(**inputs, **kwargs, **reuse, streamer=streamer,
                                    stopping_criteria=StoppingCriteriaList([_Cancelled()]))
                 except BaseException as exc:  # surfaced in the caller's thread below
                     failure.append(exc)

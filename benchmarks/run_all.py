@@ -106,7 +106,7 @@ def collected(bench: Bench, folder: Path) -> dict:
     section = {"name": bench.name, "title": bench.title, "script": f"benchmarks/{bench.script.name}"}
     path = folder / f"{bench.name}.json"
     if not path.is_file():
-        return {**section, "status": "not run", "reason": f"no {path.name} in {folder}", "load_before": contract.load()}
+        return {**section, "status": "not run", "reason": f"no {path.name} collected", "load_before": contract.load()}
     result = json.loads(path.read_text())
     md = path.with_suffix(".md")
     return {**section, "status": "ran", "result": result, "load_before": result["load_before"],

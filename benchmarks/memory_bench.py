@@ -12,7 +12,7 @@
 Vectors of the synthetic files are cached in ~/.cache/mmagent/bench/memory (keyed by the embedder's pin
 and the file's text), so a rerun does not embed 100k chunks again; only the timed slices embed live.
 
-    python benchmarks/memory_bench.py --quick --json benchmarks/out/memory.json   # 2k chunks, ~1-2 min
+    python benchmarks/memory_bench.py --quick --json benchmarks/out/memory.json   # 1k chunks
     python benchmarks/memory_bench.py --json benchmarks/out/memory.json           # 10k and 100k
 """
 
@@ -31,7 +31,7 @@ import contract
 FAST = "default@bf16"
 BASE = "default"
 CHUNKING = (100, 20)  # tokens per chunk and overlap (the default is 200/40: about twice the cost per chunk)
-PARAGRAPHS = 20  # 80-word paragraphs per file: ~16 chunks of 100 tokens
+PARAGRAPHS = 20  # 80-word paragraphs per file: 21 chunks of 100 tokens
 CACHE = Path.home() / ".cache" / "mmagent" / "bench" / "memory"
 VOCAB = ("invoice revenue customer shipment delay refund policy contract meeting agenda budget forecast engine "
          "rocket orbit volcano river mountain forest garden kitchen recipe coffee bread oven cat dog photo "
@@ -217,7 +217,7 @@ def measure_query(memory, queries: list[str], k: int = 10) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2k chunks, 256-chunk embedding rounds")
+    parser.add_argument("--quick", action="store_true", help="1k chunks, 160-chunk embedding rounds")
     parser.add_argument("--json", type=Path, help="write the contract's JSON here")
     parser.add_argument("--queries", type=int, default=None)
     args = parser.parse_args()
@@ -225,12 +225,12 @@ def main() -> int:
     from mmagent.config import MemoryConfig
     from mmagent.memory import open_memory
     report = contract.Report("memory", quick=args.quick)
-    per_file = 16  # chunks per synthetic file at CHUNKING (checked below)
-    sizes = [2_000] if args.quick else [10_000, 100_000]
-    live = 2_000 if args.quick else 10_000  # chunks ingested for real at each size
-    queries = [sentence(random.Random(1_000_000 + i), 8) for i in range(args.queries or (50 if args.quick else 200))]
+    per_file = 21  # chunks per synthetic file at CHUNKING
+    sizes = [1_000] if args.quick else [10_000, 100_000]
+    live = 1_000 if args.quick else 10_000  # chunks ingested for real at each size
+    queries = [sentence(random.Random(1_000_000 + i), 8) for i in range(args.queries or (30 if args.quick else 200))]
 
-    sample = [d for i in range(16 if args.quick else 64) for d in file_text(i).split("\n\n")]
+    sample = [d for i in range(8 if args.quick else 32) for d in file_text(i).split("\n\n")]
     emb_rows, emb = measure_embedding(sample, 3 if args.quick else 5)
     report.rows += emb_rows
     report.ratios["embedding_speed_bf16_vs_float32"] = round(emb["speed"], 3)

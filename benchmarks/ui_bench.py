@@ -9,7 +9,7 @@ process runs the same qa flow on the same model and question and stamps (a) the 
 out of the flow (from `flow.run`). The ratio browser ÷ backend is the target; browser ÷ flow is the part
 the UI itself adds (Streamlit's rerun on submit, the websocket, drawing).
 
-    python benchmarks/ui_bench.py --quick --json benchmarks/out/ui.json   # embedded:smollm2-135m, 3 rounds
+    python benchmarks/ui_bench.py --quick --json benchmarks/out/ui.json   # embedded:smollm2-135m, 2 rounds
     python benchmarks/ui_bench.py                                          # the default model, 6 rounds
 """
 
@@ -190,14 +190,14 @@ def measure(model: str, tokens: int, rounds: int, timeout_s: float) -> list[dict
 
 
 def main() -> int:
-    parser = contract.arguments(__doc__, "embedded:smollm2-135m, 3 rounds")
+    parser = contract.arguments(__doc__, "embedded:smollm2-135m, 2 rounds of 4-token answers")
     parser.add_argument("--model", default="default", help="model.id for the UI and the in-process baseline")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--tokens", type=int, default=16, help="max new tokens per answer")
+    parser.add_argument("--tokens", type=int, default=8, help="max new tokens per answer (only the first is timed)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run_all's timeout: stop the UI server (finally)
     if args.quick:
-        args.model, args.rounds = "embedded:smollm2-135m", 3
+        args.model, args.rounds, args.tokens = "embedded:smollm2-135m", 2, 4
     report = contract.Report("ui", quick=args.quick)
     if not Path(CHROMIUM).is_file():
         report.target("UI", None, "≤ 1.2× backend first token", None, reason=f"not run: no {CHROMIUM}")

@@ -7,7 +7,8 @@ Every figure has its baseline measured in the same process, interleaved (median 
   `model.generate` on the same model, prompt and settings (greedy, repetition penalty as configured),
   bare both from the calling thread and from a worker thread (the backend generates in a worker thread;
   with libgomp that changes how the OpenMP workers wait between kernels, see RESULTS.md). % of roofline
-  = decode tok/s ÷ (copy bandwidth measured here ÷ bytes of language-model weights read per token).
+  = decode tok/s ÷ (copy bandwidth measured here, on a worker thread too ÷ bytes of language-model weights
+  read per token).
 - length: decode seconds vs output length (16..256 tokens), backend and bare, plotted.
 - adapters: seconds to change the LoRA adapter of a resident model vs a full reload with that adapter.
 - assisted: the 1.5B with `model.draft_id` = the 0.5B (same tokenizer) vs without; identical greedy text.
@@ -94,6 +95,15 @@ def _timed_stream(backend, messages, **gen) -> tuple[float, float, str]:
     return first or 0.0, time.perf_counter() - t0, "".join(pieces)
 
 
+def _in_thread(fn):
+    """fn() run on a worker thread (as the backend generates), its result returned."""
+    out: dict = {}
+    worker = threading.Thread(target=lambda: out.setdefault("value", fn()))
+    worker.start()
+    worker.join()
+    return out["value"]
+
+
 def _bare(backend, inputs, kwargs: dict, in_thread: bool = False) -> tuple[float, list[int]]:
     """Seconds and new token ids of one bare `model.generate`, from this thread or a worker thread."""
     out: dict = {}
@@ -103,9 +113,7 @@ def _bare(backend, inputs, kwargs: dict, in_thread: bool = False) -> tuple[float
 
     t0 = time.perf_counter()
     if in_thread:
-        worker = threading.Thread(target=run)
-        worker.start()
-        worker.join()
+        _in_thread(run)
     else:
         run()
     return time.perf_counter() - t0, out["ids"]
@@ -117,7 +125,7 @@ def decode(model_id: str, dtype: str, quantization: str, tokens: int, repeats: i
     t0 = time.perf_counter()
     backend = _backend(model_id, dtype, quantization)
     load_s = time.perf_counter() - t0
-    bandwidth = copy_bandwidth()
+    bandwidth = _in_thread(copy_bandwidth)  # where the backend decodes: see the module docstring
     opts = backend.options({"max_new_tokens": tokens})
     inputs = backend.prepare(PROMPT)
     kwargs = _generate_kwargs(opts, backend.tokenizer)
@@ -127,6 +135,7 @@ def decode(model_id: str, dtype: str, quantization: str, tokens: int, repeats: i
     runs = contract.interleaved({
         "bare_first": lambda: _bare(backend, inputs, first_kwargs)[0],
         "bare": lambda: _bare(backend, inputs, kwargs)[0],
+        "bare_thread_first": lambda: _bare(backend, inputs, first_kwargs, in_thread=True)[0],
         "bare_thread": lambda: _bare(backend, inputs, kwargs, in_thread=True)[0],
         "backend": lambda: _timed_stream(backend, PROMPT, max_new_tokens=tokens)[:2],
     }, repeats)
@@ -138,7 +147,7 @@ def decode(model_id: str, dtype: str, quantization: str, tokens: int, repeats: i
         return (n - 1) / max(total - first, 1e-9)
 
     bare = rate(contract.median(runs["bare"]), ttft_bare)
-    bare_thread = rate(contract.median(runs["bare_thread"]), ttft_bare)
+    bare_thread = rate(contract.median(runs["bare_thread"]), contract.median(runs["bare_thread_first"]))
     ours = contract.median([rate(total, first) for first, total in runs["backend"]])
     per_token = weight_bytes_per_token(backend.model)
     roofline = bandwidth * 1e9 / per_token

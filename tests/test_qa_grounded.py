@@ -61,7 +61,9 @@ def test_auto_picks_extractive_for_factual_questions(question, factual):
     assert resolve_mode("extractive", question, False) == "generative"  # nothing to quote from
 
 
-def test_extractive_answer_is_a_verbatim_span_with_an_exact_citation(cfg):
+def test_extractive_answer_is_a_verbatim_span_with_an_exact_citation(cfg, monkeypatch):
+    # the lean towards "unknown" is calibrated on a real model; a random one's flat logits would always decline
+    monkeypatch.setattr("mmagent.flows.grounding.NONE_BIAS", 0.0)
     _add(cfg, TOWN)
     answered = 0
     for question in ("Which train goes to the airport?", "How much does express shipping cost?", "Who is Miso?"):

@@ -20,6 +20,10 @@ from mmagent.flows.prompting import FENCE_MARKERS, fence
 
 NO_SPAN_REPLY = "unknown"  # what an extractive prompt tells the model to write when the passages do not say
 EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
+# Logit added to NO_SPAN_REPLY's first token. Chosen on half of qa_extractive (the documents at even positions
+# in title order, qwen2.5-coder-0.5b): 0 and 0.5 tied on F1 there and the larger, which declines more, was
+# taken; above 1 answerable questions start being declined (benchmarks/RESULTS.md, "Declining").
+NONE_BIAS = 0.5
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 _LEAD = re.compile(r"^(?:(?:and|so|ok|okay|please|now|then|also|but)\b[,\s]*|(?:tell|show) me\b\s*|"
@@ -55,7 +59,8 @@ def extract_span(backend: Any, messages: list[dict[str, Any]], passages: Sequenc
     from mmagent.memory.bm25 import terms
 
     gen = {"max_new_tokens": min(max_new_tokens or EXTRACT_TOKENS, EXTRACT_TOKENS),
-           "spans_from": tuple(passages), "banned": FENCE_MARKERS, "span_none": NO_SPAN_REPLY,
+           "spans_from": tuple(passages), "banned": FENCE_MARKERS,
+           "span_none": NO_SPAN_REPLY, "span_none_bias": NONE_BIAS,
            # an answer restates what the question does not already say
            "span_skip": tuple({w.lower() for w in _WORD.findall(question)}),
            # the default penalty would punish exactly the prompt tokens a span must copy

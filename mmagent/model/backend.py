@@ -461,7 +461,8 @@ def _generate_kwargs(opts: GenerationOptions, tokenizer: Any) -> dict[str, Any]:
     if opts.spans_from:
         from mmagent.model.extractive import SpanLogitsProcessor, end_token_ids
 
-        kwargs.setdefault("logits_processor", []).append(SpanLogitsProcessor(tokenizer, opts.spans_from, opts.span_skip, opts.span_none))
+        kwargs.setdefault("logits_processor", []).append(SpanLogitsProcessor(
+            tokenizer, opts.spans_from, opts.span_skip, opts.span_none, opts.span_none_bias))
         kwargs["eos_token_id"] = end_token_ids(tokenizer)  # a span ends at any of them, so generation must too
     if opts.facts_from:
         from mmagent.model.closed_facts import FactsLogitsProcessor

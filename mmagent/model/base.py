@@ -34,6 +34,7 @@ class GenerationOptions:
     spans_from: tuple[str, ...] = ()  # non-empty: the output is a verbatim span of one of these passages (mmagent.model.extractive)
     span_skip: tuple[str, ...] = ()  # words such a span may not start with (the question's own words)
     span_none: str = ""  # a reply the model may write instead of a span: the passages do not answer
+    span_none_bias: float = 0.0  # logit added to that reply's first token (mmagent.flows.grounding.NONE_BIAS)
     facts_from: tuple[str, ...] = ()  # non-empty: numbers, months, weekdays only as these texts write them (mmagent.model.closed_facts)
 
 

@@ -186,7 +186,8 @@ class SpanLogitsProcessor:
     that would refuse. :func:`is_none` recognises the reply.
     """
 
-    def __init__(self, tokenizer: Any, passages: Sequence[str], skip: Iterable[str] = (), none: str = "") -> None:
+    def __init__(self, tokenizer: Any, passages: Sequence[str], skip: Iterable[str] = (), none: str = "",
+                 none_bias: float = 0.0) -> None:
         if not any(p.strip() for p in passages):
             raise ValueError("extractive decoding needs at least one non-empty passage; got none. "
                              "Retrieve passages first, or generate without `spans_from`.")
@@ -197,6 +198,7 @@ class SpanLogitsProcessor:
         # the reply as given and capitalised: a model starting its answer often prefers "Unknown"
         self.nones = [_encode(tokenizer, v)[0] for v in dict.fromkeys((none, none[:1].upper() + none[1:]))] \
             if none.strip() else []
+        self.none_bias = none_bias  # added to the no-answer reply's first token: a calibrated lean towards declining
         self._prompt_length: int | None = None
         self._live: list[Any] = []
         self._ended: list[bool] = []
@@ -206,7 +208,8 @@ class SpanLogitsProcessor:
         import torch
 
         rows = input_ids.shape[0]
-        if self._prompt_length is None:
+        first = self._prompt_length is None
+        if first:
             self._prompt_length = input_ids.shape[1]
             self._live, self._ended, self._said = [None] * rows, [False] * rows, [[] for _ in range(rows)]
         else:
@@ -217,6 +220,9 @@ class SpanLogitsProcessor:
             allowed = self.index.end_ids if self._ended[row] else sorted(self._allowed(row))
             ids = torch.tensor([t for t in allowed if t < scores.shape[1]], dtype=torch.long)
             mask[row, ids] = 0.0
+        if first and self.none_bias:
+            for token in {reply[0] for reply in self.nones}:
+                mask[:, token] += self.none_bias
         return scores + mask
 
     def _allowed(self, row: int) -> set[int]:

@@ -36,7 +36,7 @@ from mmagent.model.adapters import AdapterInfo
 from mmagent.model.base import DecodeRow, GenerationOptions, Message, ModelInfo, Prompt, attach_images
 
 PREFIX = "openai+"
-EXTRA = ("spans_from", "span_skip", "span_none", "banned", "facts_from")  # sent under "mmagent"; only mmagent serve applies them
+EXTRA = ("spans_from", "span_skip", "span_none", "span_none_bias", "banned", "facts_from")  # sent under "mmagent"; only mmagent serve applies them
 
 
 def remote_url(model_id: str) -> str | None:

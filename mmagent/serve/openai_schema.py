@@ -65,10 +65,13 @@ class MMAgentOptions(BaseModel):
     banned: list[str] = Field(default_factory=list, max_length=64)
     facts_from: list[str] = Field(default_factory=list, max_length=64)
     span_none: str = ""
+    span_none_bias: float = Field(default=0.0, ge=-20.0, le=20.0)
     tools: list[dict[str, Any]] | None = None
 
     def gen(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"span_none": self.span_none} if self.span_none else {}
+        out: dict[str, Any] = {}
+        if self.span_none:
+            out.update(span_none=self.span_none, span_none_bias=self.span_none_bias)
         for key in ("spans_from", "span_skip", "banned", "facts_from"):
             if getattr(self, key):
                 out[key] = tuple(getattr(self, key))

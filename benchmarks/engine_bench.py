@@ -88,10 +88,14 @@ class Ours:
         return self.backend.tokenizer.apply_chat_template(self.messages, tokenize=False, add_generation_prompt=True)
 
     def weight_bytes(self) -> int:
-        """Bytes of the language model's weights (a decoding step reads each once; tied embeddings once)."""
-        lm = self.backend.model.get_decoder() if hasattr(self.backend.model, "get_decoder") else self.backend.model
+        """Bytes of language-model weights a decoding step reads: every matrix once, the output head in full,
+        but only one row of an untied input embedding table (so that table is left out)."""
+        model = self.backend.model
+        lm = model.get_decoder() if hasattr(model, "get_decoder") else model
         seen = {p.data_ptr(): p.numel() * p.element_size() for p in lm.parameters()}
-        head = self.backend.model.get_output_embeddings().weight
+        embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+        if embed.data_ptr() != head.data_ptr():
+            seen.pop(embed.data_ptr(), None)
         seen[head.data_ptr()] = head.numel() * head.element_size()
         return sum(seen.values())
 

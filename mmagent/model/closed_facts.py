@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 _DIGITS = re.compile(r"\d+")
@@ -45,7 +46,6 @@ class FactsLogitsProcessor:
         banned += [t for t, word in table.number_words.items()
                    if NUMBER_WORDS[word] not in numbers and word not in known]
         self.word_banned = banned
-        self.non_digit_ok: Any = None  # mask (0/-inf) letting only digit tokens through, built on first use
         self._run: list[str] = []
         self._prompt_length: int | None = None
         self._masks: dict[str, Any] = {}
@@ -108,10 +108,12 @@ def _next_run(run: str, text: str) -> str:
     return run + text if tail.start() == 0 else tail.group()
 
 
+@dataclass(frozen=True)
 class _TokenTable:
-    def __init__(self, texts: tuple[str, ...], digit_tokens: list[int], date_words: dict[int, str],
-                 number_words: dict[int, str]) -> None:
-        self.texts, self.digit_tokens, self.date_words, self.number_words = texts, digit_tokens, date_words, number_words
+    texts: tuple[str, ...]  # each vocabulary id's text
+    digit_tokens: list[int]  # ids whose text holds a digit
+    date_words: dict[int, str]  # id -> month or weekday it spells (capitalised whole word)
+    number_words: dict[int, str]  # id -> number word it spells ("four")
 
 
 @functools.lru_cache(maxsize=8)

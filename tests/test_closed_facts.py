@@ -43,6 +43,7 @@ def _allowed(tokenizer, text: str, sources=(SOURCE,)) -> bool:
     ("delivered on Tuesday", True),  # the source's "Tuesdays" states the weekday
     ("sold since 2025", False), ("cost 2,400 euros", False), ("they weigh 2.5 kg", False),
     ("cost 23 euros", False),  # a copied prefix may not stop half-way: 23 is no number of the source
+    ("in 3 sizes", True),  # the source's "three" may be written as a digit
 ])
 def test_digit_runs_must_be_copied_whole(tokenizer, text, ok):
     assert _allowed(tokenizer, text) is ok
@@ -64,6 +65,8 @@ def test_month_weekday_and_number_words_must_occur_in_a_source(small_model_dir):
     for token, word in table.number_words.items():
         assert (token in processor.word_banned) is (word != "three"), (table.texts[token], word)
     assert _allowed(tokenizer, "sold since May 2026 on Tuesdays") and not _allowed(tokenizer, "sold since March")
+    # a numeral of another script is no way around a banned digit (Qwen 0.5B wrote "until 九 PM" for "nine")
+    assert table.other_numerals and all(t in processor.word_banned for t in table.other_numerals)
 
 
 def test_sampled_free_text_only_copies_numbers(tiny_lm_dir):

@@ -35,16 +35,18 @@ class FactsLogitsProcessor:
         from mmagent.facts import NUMBER_WORDS, extract, vocabulary
 
         text = "\n".join(sources)
-        self.runs = frozenset(_DIGITS.findall(text))
+        numbers = extract(text).numbers  # digits and number words ("nine" -> 9): either may be written as digits
+        self.runs = frozenset(_DIGITS.findall(text)) | {n for n in numbers if n.isdigit()}
         self.prefixes = frozenset(r[:i] for r in self.runs for i in range(1, len(r) + 1))
         known = vocabulary(sources)
-        numbers = extract(text).numbers
         table = _token_table(tokenizer)
         self.texts = table.texts
         self.digit_tokens = table.digit_tokens
         banned = [t for t, word in table.date_words.items() if word not in known]
         banned += [t for t, word in table.number_words.items()
                    if NUMBER_WORDS[word] not in numbers and word not in known]
+        # numerals of other scripts ("九", "½", "Ⅳ"): the way around a banned digit, unless a source writes them
+        banned += [t for t in table.other_numerals if table.texts[t].strip() not in text]
         self.word_banned = banned
         self._run: list[str] = []
         self._prompt_length: int | None = None
@@ -114,6 +116,7 @@ class _TokenTable:
     digit_tokens: list[int]  # ids whose text holds a digit
     date_words: dict[int, str]  # id -> month or weekday it spells (capitalised whole word)
     number_words: dict[int, str]  # id -> number word it spells ("four")
+    other_numerals: list[int]  # ids holding a numeral that is not an ASCII digit
 
 
 @functools.lru_cache(maxsize=8)
@@ -125,10 +128,13 @@ def _token_table(tokenizer: Any) -> _TokenTable:
 
     texts = _vocab_texts(tokenizer)
     special = set(tokenizer.all_special_ids)
-    digit_tokens, dates, numbers = [], {}, {}
+    digit_tokens, dates, numbers, others = [], {}, {}, []
     full_months = {m for m in MONTHS if len(m) > 4 or m in ("may", "june", "july")}
     for i, text in enumerate(texts):
         if i in special:
+            continue
+        if any(c.isnumeric() and not ("0" <= c <= "9") for c in text):
+            others.append(i)
             continue
         if any(c.isdigit() for c in text):
             digit_tokens.append(i)
@@ -141,4 +147,4 @@ def _token_table(tokenizer: Any) -> _TokenTable:
             dates[i] = word_key(lower)
         elif lower in NUMBER_WORDS and NUMBER_WORDS[lower] not in ("0", "1"):
             numbers[i] = lower
-    return _TokenTable(texts, digit_tokens, dates, numbers)
+    return _TokenTable(texts, digit_tokens, dates, numbers, others)

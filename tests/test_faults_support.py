@@ -40,6 +40,20 @@ class ScriptedModel:
         self.config, self.model_config, self.reply = config, config.model, reply
         self.pause = False
 
+    def info(self):
+        from mmagent.model.base import ModelInfo
+
+        return ModelInfo("scripted", None, "scripted", "none", "cpu", 0, self.chat_template_hash, ())
+
+    def count_tokens(self, text, images=()):
+        return len(text.split())
+
+    def prompt(self, messages, *, images=(), tools=None):
+        """No local chat template to inspect (as a remote model): tool calls take the grammar route."""
+        from mmagent.errors import RemoteUnsupported
+
+        raise RemoteUnsupported("a scripted model has no chat template")
+
     def generate(self, messages, *, images=(), adapter=None, **gen):
         if self.pause:
             paused()

@@ -22,42 +22,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.scripted import ScriptedModel
 
 SESSION = "crash-42"
 VERIFY = "my email is ana@example.com"
 TURN = "My teapot from order 1001 arrived cracked, please refund it"
 REFUND = {"name": "create_ticket",
           "arguments": {"order_id": 1001, "kind": "refund", "summary": "Teapot arrived cracked", "amount": 34.9}}
-
-
-class ScriptedModel:
-    """A ModelBackend whose every answer is `reply` (what the model proposes is not under test here);
-    with `pause` set it stops instead of answering, as a process killed while the model plans."""
-
-    chat_template_hash = "scripted"
-
-    def __init__(self, config, reply: str) -> None:
-        self.config, self.model_config, self.reply = config, config.model, reply
-        self.pause = False
-
-    def info(self):
-        from mmagent.model.base import ModelInfo
-
-        return ModelInfo("scripted", None, "scripted", "none", "cpu", 0, self.chat_template_hash, ())
-
-    def count_tokens(self, text, images=()):
-        return len(text.split())
-
-    def prompt(self, messages, *, images=(), tools=None):
-        """No local chat template to inspect (as a remote model): tool calls take the grammar route."""
-        from mmagent.errors import RemoteUnsupported
-
-        raise RemoteUnsupported("a scripted model has no chat template")
-
-    def generate(self, messages, *, images=(), adapter=None, **gen):
-        if self.pause:
-            paused()
-        yield self.reply
 
 
 def paused() -> None:
@@ -142,7 +113,7 @@ def _turns(data: Path, point: str) -> None:
     flow = open_flow(data)
     run_turn(flow, VERIFY)
     if point == "planning":
-        flow._backend.pause = True
+        flow._backend.before_answer = paused
     else:
         tool = flow.actions["create_ticket"]
         real = tool.forward

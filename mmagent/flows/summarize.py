@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypedDict
 
 from mmagent.flows.base import DoneEvent, FlowError, GraphFlow, SourceEvent, emit
 from mmagent.flows.prompting import PromptSet, fence, load_prompts
-from mmagent.flows.steps import ToolBox, check_files, run_tool, stream_answer, whole_sentences
+from mmagent.flows.steps import ToolBox, check_files, run_tool, stream_answer, whole_sentences, without_markup
 from mmagent.tools.base import Source
 
 STYLES = ("bullets", "abstract", "action_items")
@@ -191,9 +191,9 @@ class SummarizeFlow(GraphFlow):
                     {"role": "user", "content": prompts.text("user", words=request.words,
                                                              style=prompts.text(f"style_{request.style}"),
                                                              documents=self._documents(state["pieces"]))}]
-        summary = whole_sentences(stream_answer(self.backend, messages, adapter=request.adapter,
-                                                facts_from=_texts(state["pieces"]),
-                                                max_new_tokens=self._max_new(request.words)))
+        summary = without_markup(whole_sentences(stream_answer(
+            self.backend, messages, adapter=request.adapter, facts_from=_texts(state["pieces"]),
+            max_new_tokens=self._max_new(request.words))))
         sources = _unique(s for p in state["pieces"] for s in _sources_of(p))
         for i, source in enumerate(sources, start=1):
             emit(SourceEvent(i, source, cited=False))

@@ -22,7 +22,7 @@ NO_SPAN_REPLY = "unknown"  # what an extractive prompt tells the model to write 
 EXTRACT_TOKENS = 32  # a span longer than this is a passage, not an answer
 # Logit added to NO_SPAN_REPLY's first token. Chosen on half of qa_extractive (the documents at even positions
 # in title order, qwen2.5-coder-0.5b): 0 and 0.5 tied on F1 there and the larger, which declines more, was
-# taken; above 1 answerable questions start being declined (benchmarks/RESULTS.md, "Declining").
+# taken; from 1.0 on, answerable questions start being declined (benchmarks/RESULTS.md, "Declining").
 NONE_BIAS = 0.5
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")

@@ -100,17 +100,22 @@ class ModelPredictor(Predictor):
 
     def _closed(self, ex: EvalExample, fields: Sequence[str], gen: dict[str, Any]) -> str:
         """Free text whose numbers, months and weekdays come from the example's `fields` (mmagent.model.closed_facts)."""
-        sources = tuple(text for text in (getattr(ex, f) or "" for f in fields) if text.strip())
-        return "".join(self.backend.generate(self.messages(ex), adapter=self.adapter, facts_from=sources, **gen))
+        return "".join(self.backend.generate(self.messages(ex), adapter=self.adapter,
+                                             facts_from=_field_texts(ex, fields), **gen))
 
     def _quote(self, ex: EvalExample, fields: Sequence[str], gen: dict[str, Any]) -> str:
         """An answer constrained to a verbatim span of the example's `fields` (mmagent.model.extractive)."""
-        passages = tuple(text for text in (getattr(ex, f) or "" for f in fields) if text.strip())
+        passages = _field_texts(ex, fields)
         if not passages:
             raise MMAgentError(f"example {ex.id!r} has no {' or '.join(fields)} to quote an answer from.")
         skip = tuple({w.lower() for w in re.findall(r"\w+", ex.question)})  # an answer adds to the question
         return "".join(self.backend.generate(self.messages(ex), adapter=self.adapter, spans_from=passages,
                                              span_skip=skip, **gen))
+
+
+def _field_texts(ex: EvalExample, fields: Sequence[str]) -> tuple[str, ...]:
+    """The non-empty texts of an example's named fields (a suite's `spans_from` / `facts_from`)."""
+    return tuple(text for text in (getattr(ex, f) or "" for f in fields) if text.strip())
 
 
 class ChatPredictor(Predictor):

@@ -69,21 +69,20 @@ class FactsLogitsProcessor:
         """Additive mask for a row whose output ends in the digit run `run` (cached per run)."""
         import torch
 
-        key = run
-        if key not in self._masks:
-            mask = torch.zeros(size, dtype=dtype, device=device)
-            banned = [t for t in self.word_banned if t < size]
-            banned += [t for t in self.digit_tokens if t < size and not self._digits_ok(run, self.texts[t])]
-            if run and run not in self.runs:  # a half-copied number: only its digits may follow
-                keep = torch.zeros(size, dtype=torch.bool, device=device)
-                ok = [t for t in self.digit_tokens if t < size and self._digits_ok(run, self.texts[t])
-                      and self.texts[t][:1].isdigit()]
-                keep[ok] = True
-                mask[~keep] = float("-inf")
-            if banned:
-                mask[torch.tensor(banned, dtype=torch.long, device=device)] = float("-inf")
-            self._masks[key] = mask
-        return self._masks[key]
+        if run not in self._masks:
+            ok = [t for t in self.digit_tokens if t < size and self._digits_ok(run, self.texts[t])]
+            if run and run not in self.runs:  # a half-copied number: only the digits that continue it may follow
+                mask = torch.full((size,), float("-inf"), dtype=dtype, device=device)
+                mask[torch.tensor([t for t in ok if self.texts[t][:1].isdigit()], dtype=torch.long, device=device)] = 0.0
+            else:
+                mask = torch.zeros(size, dtype=dtype, device=device)
+                allowed = set(ok)
+                banned = [t for t in self.word_banned if t < size]
+                banned += [t for t in self.digit_tokens if t < size and t not in allowed]
+                if banned:
+                    mask[torch.tensor(banned, dtype=torch.long, device=device)] = float("-inf")
+            self._masks[run] = mask
+        return self._masks[run]
 
     def _digits_ok(self, run: str, text: str) -> bool:
         """Whether appending `text` to output ending in digit run `run` keeps every digit run copyable."""

@@ -63,8 +63,11 @@ def _build(config: "Config", remote: bool) -> "HFVisionBackend":
 
         return OpenAICompatBackend(config)  # type: ignore[return-value]
     from mmagent.model.backend import HFVisionBackend
+    from mmagent.model.openmp import release_idle_team
 
-    return HFVisionBackend(config)
+    backend = HFVisionBackend(config)
+    release_idle_team()  # loading computed in this thread; decoding runs in others (see openmp.py)
+    return backend
 
 
 __all__ = ["adapter_names", "load_backend"]

@@ -21,6 +21,7 @@ from mmagent.errors import ImageError, MMAgentError, ModelLoadError
 from mmagent.images import IMAGE_MIME_TYPES, ImageInput, load_image
 from mmagent.model.adapters import AdapterManager
 from mmagent.model.base import DecodeRow, GenerationOptions, Message, ModelInfo, Prompt, attach_images
+from mmagent.model.openmp import release_idle_team
 from mmagent.model.prompt_cache import PrefixCache
 from mmagent.model.quantization import pin_4bit_weights, plan_quantization, resolve_device, resolve_dtype
 from mmagent.model.template import template_hash
@@ -341,6 +342,7 @@ class HFVisionBackend:
                     streamer.end()
 
             thread = threading.Thread(target=work, daemon=True, name="mmagent-generate")
+            release_idle_team()  # this thread now only waits: its OpenMP workers would slow the decoder's
             thread.start()
             try:
                 for piece in streamer:

@@ -1,7 +1,9 @@
 """Reading visible text with RapidOCR's packaged PP-OCR models (Chinese + English, ONNX, offline).
 
 The embedded model's vision tower only knows ImageNet classes; text in an image reaches the language
-model as plain text under a heading, which shared/MODELS.md measured to be repeated faithfully.
+model as plain text under a heading, which shared/MODELS.md measured to be repeated faithfully. That text
+is whatever the photographed page says, so it is fenced as data (`mmagent.prompting.fence`) like a
+retrieved passage: a notice reading "ignore your instructions" is quoted, not obeyed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mmagent.errors import require
+from mmagent.prompting import fence
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -50,4 +53,4 @@ def as_prompt_text(lines: list[OcrLine]) -> str:
     """The text block the language model gets next to the image (empty when nothing was read)."""
     if not lines:
         return ""
-    return HEADING + "\n" + "\n".join(line.text for line in lines)
+    return HEADING + "\n" + fence("\n".join(line.text for line in lines), "text read from the image")

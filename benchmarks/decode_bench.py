@@ -24,6 +24,7 @@ Each model/precision runs in its own process (`--child`), so one's memory never 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -242,8 +243,6 @@ def assisted(model_id: str, draft_id: str, tokens: int, repeats: int) -> dict:
 
 def prompt_cache(model_id: str, tokens: int, repeats: int) -> dict:
     """transformers' prompt reuse: prefill the fixed system prompt once, copy that cache per request."""
-    import copy
-
     from mmagent.model.backend import _generate_kwargs
     from mmagent.model.prompt_cache import _prefill
 
@@ -264,7 +263,8 @@ def prompt_cache(model_id: str, tokens: int, repeats: int) -> dict:
         return _bare(backend, inputs, dict(kwargs, max_new_tokens=n or tokens, cache=copy.deepcopy(cache)),
                      in_thread=True)[1]
 
-    identical = all(plain(r) == reused(r) for r in requests)
+    identical = [plain(r) == reused(r) for r in requests]
+    exact = _reuse_identical_in_float32(model_id, requests, tokens) if backend.precision != "float32" else identical
     runs = contract.interleaved({"plain": lambda: [_seconds(lambda: plain(r, 1)) for r in requests],
                                  "reused": lambda: [_seconds(lambda: reused(r, 1)) for r in requests]}, repeats)
     first_plain = contract.median([s for round_ in runs["plain"] for s in round_])
@@ -272,7 +272,24 @@ def prompt_cache(model_id: str, tokens: int, repeats: int) -> dict:
     return {"model": model_id.removeprefix("embedded:"), "precision": backend.precision,
             "system_tokens": prefix, "request_tokens": int(requests[0]["input_ids"].shape[1]),
             "ttft_plain_s": round(first_plain, 3), "ttft_reused_s": round(first_reused, 3),
-            "ratio": round(first_plain / first_reused, 2), "identical": identical, "load": contract.load()}
+            "ratio": round(first_plain / first_reused, 2), "identical": sum(identical), "identical_float32": sum(exact),
+            "questions": len(requests), "load": contract.load()}
+
+
+def _reuse_identical_in_float32(model_id: str, requests: list, tokens: int) -> list[bool]:
+    """Per request: the same greedy tokens with and without the reused cache, in float32. In bfloat16 a cached
+    prefix is rounded as its own prefill shape, not as part of the whole prompt's, so a near tie can flip a
+    token; float32 shows whether the reuse itself is exact."""
+    from mmagent.model.backend import _generate_kwargs
+    from mmagent.model.prompt_cache import _prefill
+
+    backend = _backend(model_id, "float32")
+    kwargs = _generate_kwargs(backend.options({"max_new_tokens": tokens}), backend.tokenizer)
+    system = backend.tokenizer([backend.apply_template([{"role": "system", "content": SYSTEM}], None, False)],
+                               return_tensors="pt", add_special_tokens=False)
+    cache = _prefill(backend.model, system["input_ids"])
+    return [_bare(backend, r, kwargs)[1] == _bare(backend, r, dict(kwargs, cache=copy.deepcopy(cache)))[1]
+            for r in requests]
 
 
 def _seconds(fn) -> float:
@@ -346,7 +363,8 @@ def render(report: contract.Report) -> str:
         if r["task"] == "prompt_cache" and "error" not in r:
             out.append(f"\nSystem-prompt KV reuse ({r['model']}, {r['system_tokens']} of {r['request_tokens']} "
                        f"prompt tokens cached): first token {r['ttft_reused_s']} s vs {r['ttft_plain_s']} s = "
-                       f"{r['ratio']}x; identical greedy output: {r['identical']} (load {r['load']}).")
+                       f"{r['ratio']}x; identical greedy output in {r['identical']} of {r['questions']} questions at "
+                       f"{r['precision']}, {r['identical_float32']} of {r['questions']} in float32 (load {r['load']}).")
     if rows:
         best = next((r for r in rows if r["model"] == "qwen2.5-coder-0.5b"), rows[0])
         estimates = [{"gpu": gpu, "gb_s": bw, **{f"{r['model']} {r['precision']}": round(bw * 1e3 / r["weight_mb_per_token"] / 1.048576, 0)

@@ -7,7 +7,8 @@ flow (`--prompts FILE`). Each file is a mapping of key → text with ``{placehol
 
 Retrieved passages, transcripts and OCR'd text are *data*: :func:`fence` wraps them in markers the
 system prompts explain, and removes look-alike markers from inside, so a document cannot close its
-own fence and speak as the instructions.
+own fence and speak as the instructions; sentences in it that address the assistant are cut out first
+(:mod:`mmagent.planted`).
 
 It sits in the ground layer because tools (the vision tool's prompts) and flows both read prompt files.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mmagent.errors import MMAgentError
+from mmagent.planted import without_planted
 
 
 class PromptError(MMAgentError, ValueError):
@@ -98,7 +100,7 @@ def load_prompts(name: str, path: str | Path | None = None, required: Iterable[s
 def fence(text: str, label: str) -> str:
     """`text` as quoted data: between fence markers, with marker look-alikes inside neutralised."""
     clean_label = _MARKERS.sub("", " ".join(label.split()))[:120]
-    body = _MARKERS.sub(lambda m: "‹‹‹" if m.group() == "<<<" else "›››", text.strip())
+    body = _MARKERS.sub(lambda m: "‹‹‹" if m.group() == "<<<" else "›››", without_planted(text.strip()))
     return f"{FENCE_OPEN} {clean_label}\n{body}\n{FENCE_CLOSE}"
 
 

@@ -76,17 +76,17 @@ def image_url() -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def request_for(i: int, picture: str) -> tuple[str, str, dict]:
-    """The i-th request of the mix: (kind, path, JSON body)."""
+def request_for(i: int, picture: str, served: str) -> tuple[str, str, dict]:
+    """The i-th request of the mix: (kind, path, JSON body). `served`: the model name GET /v1/models lists."""
     kind = KINDS[i % len(KINDS)]
-    chat = {"model": "m", "max_tokens": 8, "temperature": 0}
+    chat = {"model": served, "max_tokens": 8, "temperature": 0}
     if kind == "chat":
         return kind, "/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": f"Say hello ({i})."}]}
     if kind == "chat_image":
         content = [{"type": "image_url", "image_url": {"url": picture}}, {"type": "text", "text": "What is written?"}]
         return kind, "/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": content}]}
     if kind == "embeddings":
-        return kind, "/v1/embeddings", {"model": "m", "input": [f"returns within 30 days ({i})", "a teapot"]}
+        return kind, "/v1/embeddings", {"input": [f"returns within 30 days ({i})", "a teapot"]}  # the memory embedder
     if kind == "qa":
         return kind, "/v1/flows/qa", {"question": f"What is a teapot? ({i})", "max_new_tokens": 8}
     if kind == "support":
@@ -153,10 +153,11 @@ def soak(model: str, requests: int, clients: int, folder: Path, rss_bound_mb: fl
     picture = image_url()
     try:
         with httpx.Client() as client, ThreadPoolExecutor(clients) as pool:
-            warm = list(pool.map(lambda i: send(client, base, request_for(i, picture)), range(clients + len(KINDS))))
+            served = next(m["id"] for m in client.get(base + "/v1/models").json()["data"] if not m.get("parent"))
+            warm = list(pool.map(lambda i: send(client, base, request_for(i, picture, served)), range(clients + len(KINDS))))
             before = settle(process.pid, tmpdir)
             start = time.perf_counter()
-            results = list(pool.map(lambda i: send(client, base, request_for(i, picture)), range(requests)))
+            results = list(pool.map(lambda i: send(client, base, request_for(i, picture, served)), range(requests)))
             wall = time.perf_counter() - start
         after = settle(process.pid, tmpdir)
         alive = process.poll() is None

@@ -296,10 +296,11 @@ class Runner:
         return Outcome(answer=_answer(events), tools=_tools(events))
 
     def _chat(self, case: Case, media: Path, tag: str, folder: Path) -> Outcome:
-        from mmagent.prompting import chat_turn
+        from mmagent.prompting import chat_facts, chat_turn
 
-        messages, _ = chat_turn([], QUESTION["chat_image"], [str(media)])
-        text = "".join(self.backend.generate(messages, max_new_tokens=self.max_new_tokens))
+        messages, _ = chat_turn([], QUESTION["chat_image"], [str(media)])  # as `mmagent chat` asks
+        facts = chat_facts(messages, QUESTION["chat_image"], self.backend.image_text)
+        text = "".join(self.backend.generate(messages, max_new_tokens=self.max_new_tokens, facts_from=facts))
         return Outcome(answer=text.strip())
 
 

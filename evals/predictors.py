@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from mmagent.errors import MMAgentError
 from mmagent.evals.dataset import EvalExample, load_corpus
 from mmagent.evals.suite import Suite
-from mmagent.prompting import chat_turn
+from mmagent.prompting import chat_facts, chat_turn
 
 if TYPE_CHECKING:
     from mmagent.config import Config
@@ -130,7 +130,12 @@ class ChatPredictor(Predictor):
             gen["seed"] = self.seed
         system = self.suite.prompt.system or None
         conversations = [chat_turn([], ex.question, [ex.image] if ex.image else [], system=system)[0] for ex in batch]
-        texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
+        facts = [chat_facts(c, ex.question, self._evidence) for c, ex in zip(conversations, batch)]
+        if any(facts):  # each answer's own sources: one call per example (generate_batch takes one option set)
+            texts = ["".join(self.backend.generate(c, adapter=self.adapter, facts_from=f, **gen))
+                     for c, f in zip(conversations, facts)]
+        else:
+            texts = self.backend.generate_batch(conversations, adapter=self.adapter, **gen)
         return [{"answer": postprocess(t, self.suite.postprocess), "evidence": self._evidence(ex.image)}
                 for ex, t in zip(batch, texts)]
 

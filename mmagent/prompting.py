@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from mmagent.errors import MMAgentError
 from mmagent.planted import without_planted
@@ -142,6 +142,25 @@ def chat_system(question: str, pictured: bool, system: str | None = None,
 
 
 CHAT_PROMPT_KEYS = ("image_grounded",)
+
+
+def chat_facts(messages: Sequence[dict[str, Any]], question: str,
+               image_text: Callable[[Any], list[str]]) -> tuple[str, ...]:
+    """What an image-grounded chat answer may take numbers, dates and weekdays from (the `facts_from` of
+    :mod:`mmagent.model.closed_facts`): the user's own words and what the model was shown of each image
+    (`image_text`: the backend's class-name line and OCR text). Empty, so unconstrained, when the
+    conversation holds no image or the question asks for invention (:func:`chat_system` decides the same).
+
+    Measured on image_claims with Qwen2.5-Coder-0.5B before this: "How old is this cat?" -> "10 years old",
+    "When was this launch?" -> "January 10, 2014" under the grounded prompt alone."""
+    users = [m for m in messages if m.get("role") == "user"]
+    images = [p["image"] for m in users if isinstance(m.get("content"), list) for p in m["content"]
+              if p.get("type") == "image" and "image" in p]
+    if not images or wants_speculation(question):
+        return ()
+    said = [m["content"] if isinstance(m.get("content"), str) else
+            " ".join(p.get("text", "") for p in m["content"] if p.get("type") == "text") for m in users]
+    return tuple(t for t in (*said, *(line for image in images for line in image_text(image))) if t)
 
 
 def chat_turn(history: list[dict[str, Any]], question: str, images: Iterable[Any] = (),

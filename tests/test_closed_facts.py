@@ -69,6 +69,19 @@ def test_month_weekday_and_number_words_must_occur_in_a_source(small_model_dir):
     assert table.other_numerals and all(t in processor.word_banned for t in table.other_numerals)
 
 
+@pytest.mark.embedded_model
+def test_a_numeral_spelled_in_byte_pieces_is_closed_too(small_model_dir):
+    """Byte-level vocabularies spell a rare character as byte tokens: "۱" (U+06F1) is b"\\xdb" then b"\\xb1".
+    Qwen 0.5B wrote "launched on ۱۳۹۸..." that way once ASCII digits were closed; the first byte is banned
+    unless a source has a character it starts (Persian text keeps its letters and digits)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(small_model_dir)
+    assert not _allowed(tokenizer, "launched on ۱۳۹۸") and not _allowed(tokenizer, "launched on ½")
+    assert _allowed(tokenizer, "launched on ۱۳۹۸", sources=(SOURCE, "تاریخ ۱۳۹۸"))
+    assert _allowed(tokenizer, "the jars cost 2,300 euros, Señora")  # other non-ASCII letters stay free
+
+
 def test_sampled_free_text_only_copies_numbers(tiny_lm_dir):
     """A random-weight model sampling hot writes digits all over; under the constraint each run is a source run."""
     from mmagent.model.backend import HFVisionBackend

@@ -195,3 +195,16 @@ def test_chat_command_uses_a_copied_prompt_file(tiny_llava_dir, tmp_path, capsys
     session.ask("Guess its name")
     assert seen[0][0] == {"role": "system", "content": "Only say what the picture shows."}
     assert [m["role"] for m in seen[1]] == ["user", "assistant", "user"]  # the image is in the history; a guess asked
+
+
+def test_chat_facts_are_the_users_words_and_what_the_model_was_shown():
+    from mmagent.prompting import chat_facts, chat_turn
+
+    shown = {"cat.jpg": ["A photo of: tabby", "Text in the image:\nMILO 2019"]}
+    messages, _ = chat_turn([], "How old is this cat?", ["cat.jpg"])
+    assert chat_facts(messages, "How old is this cat?", shown.__getitem__) == (
+        "How old is this cat?", "A photo of: tabby", "Text in the image:\nMILO 2019")
+    guess, _ = chat_turn([], "Guess how old this cat is", ["cat.jpg"])  # invention asked for: no constraint
+    assert chat_facts(guess, "Guess how old this cat is", shown.__getitem__) == ()
+    plain, _ = chat_turn([], "How old are cats when they stop growing?")
+    assert chat_facts(plain, "How old are cats when they stop growing?", shown.__getitem__) == ()

@@ -90,6 +90,7 @@ class ChatSession:
         self.prompts = load_prompts("chat", prompts, CHAT_PROMPT_KEYS)
         self.pending_images = list(images or [])
         self.messages: list[dict] = []
+        self._seen: dict[str, list[str]] = {}  # what the model was shown of each image, read once per session
         self.adapter = self._checked(adapter)
 
     def _checked(self, adapter: str | None) -> str | None:
@@ -98,11 +99,12 @@ class ChatSession:
         return adapter
 
     def ask(self, question: str) -> str:
-        from mmagent.prompting import chat_turn
+        from mmagent.prompting import chat_facts, chat_turn
 
         messages, turn = chat_turn(self.messages, question, self.pending_images, system=self.system, prompts=self.prompts)
+        facts = chat_facts(messages, question, self._image_text)
         answer = []
-        for piece in self.backend.generate(messages, adapter=self.adapter):
+        for piece in self.backend.generate(messages, adapter=self.adapter, facts_from=facts):
             answer.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -112,6 +114,11 @@ class ChatSession:
         text = "".join(answer).strip()
         self.messages += [turn, {"role": "assistant", "content": text}]
         return text
+
+    def _image_text(self, image: str) -> list[str]:
+        if image not in self._seen:
+            self._seen[image] = self.backend.image_text(image)
+        return self._seen[image]
 
     def loop(self) -> None:
         while True:

@@ -47,6 +47,10 @@ class FactsLogitsProcessor:
                    if NUMBER_WORDS[word] not in numbers and word not in known]
         # numerals of other scripts ("九", "½", "Ⅳ"): the way around a banned digit, unless a source writes them
         banned += [t for t in table.other_numerals if table.texts[t].strip() not in text]
+        # ... and their first bytes: a byte-level vocabulary spells "۱" as two byte tokens (measured: Qwen 0.5B
+        # wrote "launched on ۱۳۹۸..." once ASCII digits were closed), unless a source has a character they start
+        started = _utf8_prefixes(c for c in text if ord(c) > 0x7F)
+        banned += [t for t, fragment in table.numeral_fragments.items() if fragment not in started]
         self.word_banned = banned
         self._run: list[str] = []
         self._prompt_length: int | None = None
@@ -116,6 +120,7 @@ class _TokenTable:
     date_words: dict[int, str]  # id -> month or weekday it spells (capitalised whole word)
     number_words: dict[int, str]  # id -> number word it spells ("four")
     other_numerals: list[int]  # ids holding a numeral that is not an ASCII digit
+    numeral_fragments: dict[int, bytes]  # id -> the unfinished UTF-8 bytes it ends in, where they may start a numeral
 
 
 @functools.lru_cache(maxsize=8)
@@ -127,10 +132,16 @@ def _token_table(tokenizer: Any) -> _TokenTable:
 
     texts = _vocab_texts(tokenizer)
     special = set(tokenizer.all_special_ids)
-    digit_tokens, dates, numbers, others = [], {}, {}, []
+    digit_tokens, dates, numbers, others, fragments = [], {}, {}, [], {}
     full_months = {m for m in MONTHS if len(m) > 4 or m in ("may", "june", "july")}
+    numeral_starts = _numeral_prefixes()
     for i, text in enumerate(texts):
         if i in special:
+            continue
+        if "\ufffd" in text:  # a byte-level piece of a character
+            fragment = _unfinished(_token_bytes(tokenizer, i))
+            if fragment in numeral_starts:
+                fragments[i] = fragment
             continue
         if any(c.isnumeric() and not ("0" <= c <= "9") for c in text):
             others.append(i)
@@ -146,4 +157,51 @@ def _token_table(tokenizer: Any) -> _TokenTable:
             dates[i] = word_key(lower)
         elif lower in NUMBER_WORDS and NUMBER_WORDS[lower] not in ("0", "1"):
             numbers[i] = lower
-    return _TokenTable(texts, digit_tokens, dates, numbers, others)
+    return _TokenTable(texts, digit_tokens, dates, numbers, others, fragments)
+
+
+def _utf8_prefixes(chars: Any) -> frozenset[bytes]:
+    """The proper, non-empty prefixes of each character's UTF-8 bytes."""
+    return frozenset(b[:n] for b in {c.encode("utf-8") for c in chars} for n in range(1, len(b)))
+
+
+@functools.lru_cache(maxsize=1)
+def _numeral_prefixes() -> frozenset[bytes]:
+    """The byte prefixes that can begin a numeral other than 0-9 ("۱", "九", "Ⅳ", "½")."""
+    return _utf8_prefixes(chr(c) for c in range(0x80, 0x110000)
+                          if not 0xD800 <= c <= 0xDFFF and chr(c).isnumeric())
+
+
+def _unfinished(raw: bytes | None) -> bytes | None:
+    """The bytes `raw` ends in that start a UTF-8 character without finishing it, or None."""
+    if not raw:
+        return None
+    for back in range(1, min(4, len(raw)) + 1):
+        lead = raw[-back]
+        if lead & 0xC0 == 0x80:  # a continuation byte: look further back for the lead
+            continue
+        length = 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 1
+        return raw[-back:] if back < length else None
+    return None
+
+
+def _token_bytes(tokenizer: Any, token: int) -> bytes | None:
+    """The raw bytes of a byte-level BPE token (GPT-2's byte alphabet) or a byte-fallback piece ("<0xDB>")."""
+    piece = tokenizer.convert_ids_to_tokens(token)
+    fallback = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece or "")
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    try:
+        return bytes(_BYTE_OF[c] for c in piece)
+    except (KeyError, TypeError):
+        return None
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's printable stand-in character for each byte, inverted (byte-level BPE vocabularies use it)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in kept]
+    return {**{chr(b): b for b in kept}, **{chr(256 + n): b for n, b in enumerate(moved)}}
+
+
+_BYTE_OF = _byte_alphabet()

@@ -36,12 +36,14 @@ _PATTERNS = [
     r"\b(?:reveal|print|repeat|write\s*out|output|show|tell\s*me|leak|display)\s*(?:me\s*)?(?:your|the)\s*"
     r"(?:system\s*prompt|hidden\s*prompt|initial\s*prompt|instructions)",
     r"\b(?:answer|reply|respond|say|output|write)\s*(?:only|just|solely)\s*(?:with|the\s*word)",
+    r"\bonly\s*with\s*the\s*(?:single\s*|one\s*)?word\b",  # what survives speech recognition of "answer only with"
     r"\b(?:answer|reply|respond)\s*with\s*(?:only\s*)?(?:the|this|a)\s*(?:single\s*|one\s*)?(?:word|phrase|code)",
     r"\bcall\s*(?:the\s*)?`?[a-z]+_[a-z_]+`?",  # a tool named as code: "Call escalate_to_human now"
     _phrase("new instructions") + r"\s*:",
     r"!\[[^\]]*\]\(\s*https?://",  # a markdown image: rendered, it sends whatever its URL carries
 ]
 _PLANTED = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)
+_CLAUSE = re.compile(r"(?<=[,;:])[ \t]+")  # a clause ends at a comma, semicolon or colon
 _SENTENCE = re.compile(r".*?(?:[.!?]+(?=\s|$)|$)", re.DOTALL)  # a stop ends a sentence only before a space
 
 
@@ -62,9 +64,22 @@ def without_planted(text: str) -> str:
         if not planted:
             out.append(piece)
             continue
+        clauses = _CLAUSE.split(piece)
+        hits = [bool(_PLANTED.search(c)) for c in clauses]
+        if any(hits) and not all(hits):  # a run-on sentence (a transcript's commas): only the clauses that speak
+            kept, last = [], False
+            for clause, hit in zip(clauses, hits):
+                if not hit:
+                    kept.append(clause)
+                elif not last:
+                    kept.append(clause[: len(clause) - len(clause.lstrip())] + REMOVED
+                                + (clause.rstrip()[-1] if clause.rstrip()[-1:] in ",;:" else ""))
+                last = hit
+            out.append(" ".join(kept) + ("\n" if piece.endswith("\n") else ""))
+            continue
         lead = piece[: len(piece) - len(piece.lstrip())]
         trail = "\n" if piece.rstrip(" \t").endswith("\n") else ""
-        if out and out[-1].strip() == REMOVED:  # consecutive planted sentences: one marker
+        if out and out[-1].rstrip().rstrip(",;:").endswith(REMOVED):  # consecutive planted sentences: one marker
             out[-1] = out[-1].rstrip(" ") + trail
         else:
             out.append(lead + REMOVED + trail)

@@ -28,23 +28,29 @@ def _phrase(words: str) -> str:
 
 
 _PATTERNS = [
+    # "(answer) only with the word X", the word included: what survives speech recognition, and OCR's line breaks
+    r"\b(?:(?:answer|reply|respond|say|output|write)\s*)?(?:only|just|solely)\s*with\s*the\s*(?:single\s*|one\s*)?"
+    r"word\s*[\"'“‘]?\w*",
     r"\b(?:ignore|disregard|forget|override)\s*(?:(?:all|any|the|of)\s*)*"
     r"(?:your|my|previous|prior|above|earlier|preceding|former|original|system|these)\s*"
     r"(?:(?:previous|prior|above|earlier|system)\s*)?(?:instructions|prompts?|directions|rules|guidelines)",
-    r"\b(?:instruction|instructions|message|note|command)\s*(?:to|for)\s*(?:the\s*)?"
+    r"(?:instruction|instructions|message|note|command)\s*(?:to|for)\s*(?:the\s*)?"  # no \b: OCR glues "Importantinstruction"
     r"(?:assistant|ai|a\.i\.|model|chatbot|bot|language\s*model|llm)\b",
     r"\b(?:reveal|print|repeat|write\s*out|output|show|tell\s*me|leak|display)\s*(?:me\s*)?(?:your|the)\s*"
     r"(?:system\s*prompt|hidden\s*prompt|initial\s*prompt|instructions)",
     r"\b(?:answer|reply|respond|say|output|write)\s*(?:only|just|solely)\s*(?:with|the\s*word)",
-    r"\bonly\s*with\s*the\s*(?:single\s*|one\s*)?word\b",  # what survives speech recognition of "answer only with"
     r"\b(?:answer|reply|respond)\s*with\s*(?:only\s*)?(?:the|this|a)\s*(?:single\s*|one\s*)?(?:word|phrase|code)",
     r"\bcall\s*(?:the\s*)?`?[a-z]+_[a-z_]+`?",  # a tool named as code: "Call escalate_to_human now"
     _phrase("new instructions") + r"\s*:",
-    r"!\[[^\]]*\]\(\s*https?://",  # a markdown image: rendered, it sends whatever its URL carries
+    r"!\[[^\]]*\]\s*\(\s*https?://",  # a markdown image: rendered, it sends whatever its URL carries
 ]
-_PLANTED = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)
+# between words: spaces, line breaks, or the " / " that joins an image's OCR lines (mmagent.memory.ingest)
+_PLANTED = re.compile("|".join(f"(?:{p})" for p in _PATTERNS).replace(r"\s*", r"[\s/]*"), re.IGNORECASE)
 _CLAUSE = re.compile(r"(?<=[,;:])[ \t]+")  # a clause ends at a comma, semicolon or colon
-_SENTENCE = re.compile(r".*?(?:[.!?]+(?=\s|$)|$)", re.DOTALL)  # a stop ends a sentence only before a space
+# a stop ends a sentence before a space or a capital ("instructions.Answer": OCR drops the space), not in "2.1"
+_SENTENCE = re.compile(r".*?(?:[.!?]+(?=\s|$|[A-Z])|$)", re.DOTALL)
+_SPACE_AFTER = re.compile(re.escape(REMOVED) + r"(?=[^\s,;:])")  # the marker never glued to the next word
+_LINE = re.compile(r".*?(?:\n| / |$)", re.DOTALL)  # a line of text, or of OCR lines joined with " / "
 
 
 def planted_sentences(text: str) -> list[str]:
@@ -83,7 +89,7 @@ def without_planted(text: str) -> str:
             out[-1] = out[-1].rstrip(" ") + trail
         else:
             out.append(lead + REMOVED + trail)
-    return "".join(out)
+    return _SPACE_AFTER.sub(REMOVED + " ", "".join(out))
 
 
 def _pieces(text: str) -> list[tuple[str, bool]]:
@@ -92,15 +98,15 @@ def _pieces(text: str) -> list[tuple[str, bool]]:
     pieces: list[tuple[str, bool]] = []
     for sentence in _SENTENCE.findall(text):
         spans = [m.span() for m in _PLANTED.finditer(sentence)]
-        if not sentence or not spans or "\n" not in sentence.strip():
+        if not sentence or not spans or not re.search(r"\n| / ", sentence.strip()):
             if sentence:
                 pieces.append((sentence, bool(spans)))
             continue
         start = 0
-        for line in sentence.splitlines(keepends=True):
+        for line in (piece for piece in _LINE.findall(sentence) if piece):
             end = start + len(line)
             hit = any(a < end and b > start for a, b in spans)
-            if hit and pieces and pieces[-1][1] and pieces[-1][0].endswith("\n"):
+            if hit and pieces and pieces[-1][1] and pieces[-1][0].endswith(("\n", " / ")):
                 pieces[-1] = (pieces[-1][0] + line, True)
             else:
                 pieces.append((line, hit))

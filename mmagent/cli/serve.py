@@ -42,7 +42,10 @@ def serve(
     import uvicorn
 
     from mmagent.serve.app import create_app
+    from mmagent.serve.heap import limit_arenas
     from mmagent.serve.limits import ServeSettings
+
+    limit_arenas()  # before the model and the server start their threads (serve/heap.py)
 
     cfg = build_config(config, set_, model__id=model, model__quantization=quantization)
     for name, path in parse_adapter_paths(adapter_path).items():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from mmagent.errors import MMAgentError, require
 from mmagent.serve.batching import BatchedBackend, Batcher, Generation, GenerationTimeout
+from mmagent.serve.heap import Trimmer
 from mmagent.serve.limits import ApiError, BodyLimit, ServeSettings, check_bearer, decode_image
 from mmagent.serve.metrics import ServeMetrics, route_of
 from mmagent.serve.openai_schema import (ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList, ScoreRequest,
@@ -92,15 +93,15 @@ def create_app(config: "Config", settings: ServeSettings | None = None, backend:
 
     flow_routes(app, server)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 1e6))
-    app.add_middleware(_Observed, metrics=metrics, api_key=settings.api_key)
+    app.add_middleware(_Observed, metrics=metrics, api_key=settings.api_key, trimmer=Trimmer())
     return app
 
 
 class _Observed:
     """ASGI middleware: bearer auth (everything but /health) and per-route request metrics."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics, api_key: str | None) -> None:
-        self.app, self.metrics, self.api_key = app, metrics, api_key
+    def __init__(self, app: Any, metrics: ServeMetrics, api_key: str | None, trimmer: Trimmer | None = None) -> None:
+        self.app, self.metrics, self.api_key, self.trimmer = app, metrics, api_key, trimmer
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -124,6 +125,8 @@ class _Observed:
             await self.app(scope, receive, observed_send)
         finally:
             self.metrics.observe_request(route_of(scope), status[0], time.perf_counter() - started)
+            if self.trimmer is not None:
+                self.trimmer.trim()  # freed memory back to the system (serve/heap.py), at most every few seconds
 
 
 async def _send_json(send: Any, status: int, body: dict) -> None:

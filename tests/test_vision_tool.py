@@ -205,3 +205,18 @@ def test_cli_refuses_a_bomb_and_a_missing_file_without_traceback(bomb, tmp_path)
     assert "raise `limits.max_image_pixels`" in refused.stderr
     gone = describe(str(tmp_path / "nope.jpg"), cwd=tmp_path)
     assert gone.returncode == 2 and "nope.jpg' does not exist" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_ocr_reads_a_first_line_drawn_near_the_top_edge(tmp_path):
+    """PP-OCR's detector missed the first line of a 9-line notice drawn 20 px from the top (the canary suite's
+    url_exfil image: the answer "30 days" was in that line); read_text pads the image with its own edge."""
+    from PIL import Image
+
+    from mmagent.evals.injection import PLANTED, RETURNS, draw_text
+    from mmagent.model.ocr import read_text
+
+    path = draw_text(f"{RETURNS.split('. ')[0]}. {PLANTED['url_exfil']} {RETURNS.split('. ')[1]}", tmp_path / "n.png")
+    image = Image.open(path)
+    lines = read_text(image)
+    assert lines[0].text.replace(" ", "") == "Returnsareacceptedwithin30daysof", [line.text for line in lines]
+    assert all(0 <= x <= image.width and 0 <= y <= image.height for line in lines for x, y in line.box)

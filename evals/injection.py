@@ -176,7 +176,10 @@ def speak(text: str, path: Path) -> Path:
 
 def carrier_file(case: Case, planted: str | None, folder: Path) -> Path:
     """The image, recording or document of `case` (with or without the planted sentence) under `folder`."""
-    stem = f"{case.flow}-{case.carrier}-{'attack-' + case.goal if planted else 'benign'}"
+    # the same neutral name with and without the planted sentence: a flow shows the model the file's name (a
+    # summary's fence label), and "summarize-audio-attack-reveal_system.wav" made the 1.5B write about "a system
+    # audio attack reveal" (run at d7126a1)
+    stem = "meeting-notes" if case.flow == "summarize" else "returns-policy"
     text = material(case.flow, planted)
     if case.carrier == "image":
         return draw_text(text, folder / f"{stem}.png")

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import contract
 
@@ -243,14 +244,8 @@ def assisted(model_id: str, draft_id: str, tokens: int, repeats: int) -> dict:
 
 def prompt_cache(model_id: str, tokens: int, repeats: int) -> dict:
     """transformers' prompt reuse: prefill the fixed system prompt once, copy that cache per request."""
-    from mmagent.model.backend import _generate_kwargs
-    from mmagent.model.prompt_cache import _prefill
-
     backend = _backend(model_id)
-    kwargs = _generate_kwargs(backend.options({"max_new_tokens": tokens}), backend.tokenizer)
-    system = backend.tokenizer([backend.apply_template([{"role": "system", "content": SYSTEM}], None, False)],
-                               return_tensors="pt", add_special_tokens=False)
-    cache = _prefill(backend.model, system["input_ids"])  # the product's own prefill (PrefixCache)
+    kwargs, system, cache = _system_prefill(backend, tokens)
     requests = [backend.prepare([{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}])
                 for q in QUESTIONS]
     prefix = system["input_ids"].shape[1]
@@ -280,16 +275,22 @@ def _reuse_identical_in_float32(model_id: str, requests: list, tokens: int) -> l
     """Per request: the same greedy tokens with and without the reused cache, in float32. In bfloat16 a cached
     prefix is rounded as its own prefill shape, not as part of the whole prompt's, so a near tie can flip a
     token; float32 shows whether the reuse itself is exact."""
+    backend = _backend(model_id, "float32")
+    kwargs, _, cache = _system_prefill(backend, tokens)
+    return [_bare(backend, r, kwargs)[1] == _bare(backend, r, dict(kwargs, cache=copy.deepcopy(cache)))[1]
+            for r in requests]
+
+
+def _system_prefill(backend, tokens: int) -> tuple[dict, Any, Any]:
+    """Greedy generate kwargs, the SYSTEM prompt's token ids, and its KV cache from the product's own prefill
+    (mmagent.model.prompt_cache, as PrefixCache builds it)."""
     from mmagent.model.backend import _generate_kwargs
     from mmagent.model.prompt_cache import _prefill
 
-    backend = _backend(model_id, "float32")
     kwargs = _generate_kwargs(backend.options({"max_new_tokens": tokens}), backend.tokenizer)
     system = backend.tokenizer([backend.apply_template([{"role": "system", "content": SYSTEM}], None, False)],
                                return_tensors="pt", add_special_tokens=False)
-    cache = _prefill(backend.model, system["input_ids"])
-    return [_bare(backend, r, kwargs)[1] == _bare(backend, r, dict(kwargs, cache=copy.deepcopy(cache)))[1]
-            for r in requests]
+    return kwargs, system, _prefill(backend.model, system["input_ids"])
 
 
 def _seconds(fn) -> float:

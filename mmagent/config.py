@@ -88,9 +88,15 @@ class ModelConfig:
     revision: str | None = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
     draft_id: str | None = field(
         default=None,
-        metadata={"help": "a smaller model with the same tokenizer that drafts tokens for model.id to verify "
-                          "(assisted generation: same greedy output, faster decode), e.g. "
-                          "embedded:qwen2.5-coder-0.5b for embedded:qwen2.5-coder-1.5b; None = off"},
+        metadata={"help": "a smaller model that drafts tokens for model.id to verify (assisted generation: same "
+                          "greedy output, faster decode), e.g. embedded:smollm2-135m or embedded:qwen2.5-coder-0.5b "
+                          "for embedded:qwen2.5-coder-1.5b; one with another tokenizer drafts greedy requests only; "
+                          "None = off"},
+    )
+    draft_tokens: int = field(
+        default=5,
+        metadata={"help": "tokens the draft proposes per step; verifying a longer block costs more than a step "
+                          "on a CPU (transformers' 20 suits GPUs)"},
     )
     quantization: str = field(default="none", metadata={"help": "none | 8bit | 4bit (bitsandbytes)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
@@ -119,6 +125,7 @@ class ModelConfig:
         _check_choice("model", "dtype", self.dtype, DTYPES)
         _check_choice("model", "ocr", self.ocr, ("auto", "on", "off"))
         _check_positive("model", "max_new_tokens", self.max_new_tokens)
+        _check_positive("model", "draft_tokens", self.draft_tokens)
         _check_positive("model", "repetition_penalty", self.repetition_penalty)
         if self.temperature < 0:
             raise ConfigError(f"model.temperature must be >= 0 (0 = greedy); got {self.temperature!r}.")

@@ -111,30 +111,46 @@ class HFVisionBackend:
         self.accepts = IMAGE_MIME_TYPES if self.vision else frozenset()
         self.embedded = embedded_name(mc.id) is not None
         self.ocr = mc.ocr == "on" or (mc.ocr == "auto" and self.embedded)
-        self.draft = self._load_draft(model_cls, common) if mc.draft_id else None
+        self.draft, self.draft_tokenizer = self._load_draft(model_cls, common) if mc.draft_id else (None, None)
         self.prefixes = PrefixCache()
 
-    def _load_draft(self, model_cls: Any, common: dict[str, Any]) -> Any:
-        """The assistant for assisted generation (`model.draft_id`): it only proposes tokens and the target
-        checks every one, so greedy output stays the target's own. It must spell text with the same tokens."""
+    def _load_draft(self, model_cls: Any, common: dict[str, Any]) -> tuple[Any, Any]:
+        """The assistant for assisted generation (`model.draft_id`) and its tokenizer when it spells text with
+        other tokens than the target (None when the vocabularies match). It only proposes tokens and the
+        target checks every one, so greedy output stays the target's own; with another tokenizer,
+        transformers re-tokenizes the text between the two (universal assisted decoding)."""
         from transformers import AutoTokenizer
 
         mc = self.model_config
         path = resolve_model_path(ModelConfig(id=mc.draft_id), self.config.paths.cache)
-        if AutoTokenizer.from_pretrained(path, **common).get_vocab() != self.tokenizer.get_vocab():
-            raise ModelLoadError(
-                f"model.draft_id '{mc.draft_id}' has another tokenizer than model.id '{mc.id}'; assisted generation "
-                "needs the same vocabulary (e.g. embedded:qwen2.5-coder-0.5b drafting for embedded:qwen2.5-coder-1.5b)."
-            )
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
         draft = model_cls.from_pretrained(path, **common, dtype=self.dtype, use_safetensors=None if mc.allow_pickle else True)
-        return draft.to(self.device).eval()
+        draft.generation_config.num_assistant_tokens = mc.draft_tokens
+        draft.generation_config.num_assistant_tokens_schedule = "constant"
+        if tokenizer.get_vocab() == self.tokenizer.get_vocab():
+            return draft.to(self.device).eval(), None
+        sizes = {m.config.get_text_config().vocab_size for m in (draft, self.model)}
+        if len(sizes) == 1:  # transformers tells the two cases apart by this size alone
+            raise ModelLoadError(
+                f"model.draft_id '{mc.draft_id}' has another tokenizer than model.id '{mc.id}' but the same "
+                f"vocabulary size ({sizes.pop()}), so transformers would read its token ids as the target's; "
+                "use a draft with the target's tokenizer (e.g. embedded:qwen2.5-coder-0.5b for "
+                "embedded:qwen2.5-coder-1.5b) or a clearly different one (e.g. embedded:smollm2-135m)."
+            )
+        return draft.to(self.device).eval(), tokenizer
 
     def _assist(self, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """`assistant_model` when a draft is loaded and the request suits it: text only (the draft does not see
-        images) and no stateful logits processor (a grammar would advance on tokens the target then rejects)."""
+        """The draft's generate arguments when one is loaded and the request suits it: text only (the draft
+        does not see images), no stateful logits processor (a grammar would advance on tokens the target then
+        rejects) and, for a draft with another tokenizer, greedy only (to sample across vocabularies
+        transformers cuts the draft's output layer down for good, which would break it for later requests)."""
         if self.draft is None or "pixel_values" in inputs or "logits_processor" in kwargs:
             return {}
-        return {"assistant_model": self.draft}
+        if self.draft_tokenizer is None:
+            return {"assistant_model": self.draft}
+        if kwargs.get("do_sample"):
+            return {}
+        return {"assistant_model": self.draft, "tokenizer": self.tokenizer, "assistant_tokenizer": self.draft_tokenizer}
 
     def _load_processor(self, common: dict[str, Any]) -> Any:
         from transformers import AutoProcessor, AutoTokenizer
@@ -368,7 +384,7 @@ class HFVisionBackend:
         with self._lock, self.adapters.selected(adapter) as model:
             _seed(opts)
             kwargs = _generate_kwargs(opts, self.tokenizer)
-            output = model.generate(**inputs, **kwargs, **self._assist(inputs, kwargs))
+            output = model.generate(**inputs, **{**kwargs, **self._assist(inputs, kwargs)})
         return output[0, inputs["input_ids"].shape[1]:].tolist()
 
     def generate_batch(

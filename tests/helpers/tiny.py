@@ -45,14 +45,16 @@ def text_config(vocab_size: int, seed_hidden: int = 64):
     )
 
 
-def build_tiny_llava(path: Path, seed: int = 0) -> Path:
-    """A LLaVA checkpoint (tiny CLIP tower + tiny Llama) with processor and chat template, at `path`."""
+def build_tiny_llava(path: Path, seed: int = 0, extra_tokens: tuple[str, ...] = ()) -> Path:
+    """A LLaVA checkpoint (tiny CLIP tower + tiny Llama) with processor and chat template, at `path`
+    (`extra_tokens` added to the tokenizer and the vocabulary: a model that spells text otherwise)."""
     import torch
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
 
     torch.manual_seed(seed)
     tok = tiny_tokenizer()
+    tok.add_tokens(list(extra_tokens))
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                               image_size=32, patch_size=8, projection_dim=32)
     config = LlavaConfig(vision_config=vision, text_config=text_config(len(tok)),

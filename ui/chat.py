@@ -152,6 +152,9 @@ def _run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput, gen
                 _stopped(conv, store, recorder, generation)
             raise
         else:
+            first = recorder.first_token_s
+            log.info("mmagent ui: %s answer: first token %s after the flow started, %.2f s in all", conv.flow,
+                     "never" if first is None else f"{first:.3f} s", recorder.message.seconds or 0.0)
             conv.add(recorder.message)
             store.save(conv)
             st.rerun()  # draw sources, banner, sidebar title and status from the saved conversation

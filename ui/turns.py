@@ -74,6 +74,7 @@ class TurnRecorder:
         self.message = ChatMessage("assistant", "", flow=flow, adapter=adapter)
         self._started = time.perf_counter()
         self._streamed: list[str] = []
+        self.first_token_s: float | None = None  # seconds from the flow's start to its first token (logged)
 
     def close(self) -> None:
         """End the flow's run (its generator); with the Stop event set, this also ends the model's thread."""
@@ -92,6 +93,8 @@ class TurnRecorder:
         for event in self._events:
             text = self._record(event)
             if text:
+                if self.first_token_s is None:
+                    self.first_token_s = round(time.perf_counter() - self._started, 3)
                 self._streamed.append(text)
                 yield text
         self.message.seconds = round(time.perf_counter() - self._started, 3)

@@ -90,6 +90,7 @@ def stop_ui(proc: subprocess.Popen) -> None:
 
 
 SETTLE_S = 1.0  # pause before each question: see the module docstring
+SAME_TURN = "browser / same turn's first token in the UI process"  # the target's ratio
 UI_FIRST = re.compile(r"mmagent ui: \w+ answer: first token ([0-9.]+) s after the flow started")
 
 
@@ -225,7 +226,7 @@ def main() -> int:
     browser, backend, flow = (contract.median([r[k] for r in report.rows]) for k in ("browser_s", "backend_s", "flow_s"))
     same_turn = contract.median([r["browser_s"] / r["ui_flow_s"] for r in report.rows])
     ui_flow = contract.median([r["ui_flow_s"] for r in report.rows])
-    report.ratios = {"browser / same turn's first token in the UI process": round(same_turn, 3),
+    report.ratios = {SAME_TURN: round(same_turn, 3),
                      "browser / backend": round(browser / backend, 3), "browser / flow": round(browser / flow, 3),
                      "flow / backend": round(flow / backend, 3), "UI process flow / this process's flow": round(ui_flow / flow, 3)}
     report.target("UI", round(browser, 3), "≤ 1.2× backend first token", same_turn <= 1.2, unit="s",
@@ -250,7 +251,7 @@ def markdown(report: contract.Report, browser: float, backend: float, flow: floa
         "",
         f"Medians: browser {browser:.3f} s, UI process flow {contract.median([r['ui_flow_s'] for r in report.rows]):.3f} s, "
         f"flow {flow:.3f} s, backend {backend:.3f} s; browser ÷ the same turn's UI-process first token "
-        f"{report.ratios['browser / same turn' + chr(39) + 's first token in the UI process']:.2f}× (median per turn; target ≤ 1.2×), "
+        f"{report.ratios[SAME_TURN]:.2f}× (median per turn; target ≤ 1.2×), "
         f"browser ÷ backend {browser / backend:.2f}×, flow ÷ backend {flow / backend:.2f}×.",
         "",
         "Reading: browser − UI process flow is what the UI adds (Streamlit's rerun on submit, the websocket, "

@@ -5,6 +5,7 @@ across sessions, errors in the chat, the memory and eval pages; plus uploads, ex
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -210,17 +211,20 @@ def test_page_icon_is_a_shipped_file():
 
 
 # ---- pages ---------------------------------------------------------------------------------------
-def test_chat_streams_switches_adapter_without_reload_and_persists(ui_env):
+def test_chat_streams_switches_adapter_without_reload_and_persists(ui_env, caplog):
     from mmagent.ui.resources import load_stats
 
     at = app_test().run()
     assert not at.exception, at.exception
     loads = load_stats().loads
-    ask(at, "Describe the image.")
+    with caplog.at_level("INFO", logger="mmagent.ui"):
+        ask(at, "Describe the image.")
     [conv] = saved(ui_env)
     assert [m.role for m in conv.messages] == ["user", "assistant"]
     first = conv.messages[1]
     assert first.kind == "text" and first.adapter is None and first.flow == "qa" and first.seconds is not None
+    logged = re.findall(r"qa answer: first token ([0-9.]+) s after the flow started", caplog.text)  # ui_bench reads it
+    assert len(logged) == 1 and 0 < float(logged[0]) <= first.seconds
 
     at.selectbox(key=f"adapter_{conv.id}").set_value("a").run()
     ask(at, "Describe the image.")

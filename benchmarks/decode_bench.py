@@ -236,12 +236,16 @@ def assisted(model_id: str, draft_id: str, tokens: int, repeats: int) -> dict:
     def rate(values) -> float:
         return contract.median([(n - 1) / max(total - first, 1e-9) for first, total, _ in values])
 
+    plain_ids = backend.tokenizer(texts["plain"], add_special_tokens=False).input_ids
+    assisted_ids = backend.tokenizer(texts["assisted"], add_special_tokens=False).input_ids
+    differs_at = next((i for i, (a, b) in enumerate(zip(plain_ids, assisted_ids)) if a != b), None)
     return {"model": model_id.removeprefix("embedded:"), "draft": draft_id.removeprefix("embedded:"),
             "precision": backend.precision, "draft_tokens": backend.model_config.draft_tokens,
             "same_tokenizer": backend.draft_tokenizer is None, "new_tokens": n, "tok_s_plain": round(rate(runs["plain"]), 2),
             "tok_s_assisted": round(rate(runs["assisted"]), 2),
             "ratio": round(rate(runs["assisted"]) / rate(runs["plain"]), 3),
-            "identical": all(v[2] == texts["plain"] for vs in runs.values() for v in vs), "load": contract.load()}
+            "identical": all(v[2] == texts["plain"] for vs in runs.values() for v in vs),
+            "first_different_token": differs_at, "load": contract.load()}
 
 
 def prompt_cache(model_id: str, tokens: int, repeats: int) -> dict:
@@ -364,7 +368,9 @@ def render(report: contract.Report) -> str:
                        f"{'same' if r['same_tokenizer'] else 'another'} tokenizer, {r['draft_tokens']} tokens per draft, "
                        f"{r['precision']}): "
                        f"{r['tok_s_assisted']} vs {r['tok_s_plain']} tok/s = {r['ratio']}x; identical text: "
-                       f"{r['identical']} (load {r['load']}).")
+                       f"{r['identical']}" + ("" if r.get("first_different_token") is None else
+                                              f" (first different token: {r['first_different_token']} of {r['new_tokens']})")
+                       + f" (load {r['load']}).")
         if r["task"] == "prompt_cache" and "error" not in r:
             out.append(f"\nSystem-prompt KV reuse ({r['model']}, {r['system_tokens']} of {r['request_tokens']} "
                        f"prompt tokens cached): first token {r['ttft_reused_s']} s vs {r['ttft_plain_s']} s = "

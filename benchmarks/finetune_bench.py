@@ -7,7 +7,7 @@ the wall time between two `on_step_end` callbacks (data loading, collation, forw
 and any callback work); the first two steps are warm-up and left out; each run reports its median step.
 Ratios are paired per repeat (plain ÷ ours for step time, ours ÷ plain for memory), then the median.
 
-    python benchmarks/finetune_bench.py --quick            # 135M model, 6 steps of batch 4, 1 repeat (~3 min)
+    python benchmarks/finetune_bench.py --quick            # 135M model, 6 steps of batch 2, 1 repeat (~1.5 min)
     python benchmarks/finetune_bench.py --json benchmarks/out/finetune.json    # 20 steps of batch 16, 2 repeats
 
 Both arms train the embedded SmolLM2-135M VLM (the model the vlm-easy-vqa recipe pins) on the same
@@ -198,7 +198,7 @@ def markdown(report: contract.Report, steps: int, batch: int, repeats: int) -> s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 steps of batch 4, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="6 steps of batch 2, 1 repeat")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int)
@@ -210,7 +210,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=["lora", "qlora"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (6 if args.quick else 20)
-    batch = args.batch or (4 if args.quick else 16)
+    batch = args.batch or (2 if args.quick else 16)
     repeats = args.repeats or (1 if args.quick else 2)
     if args.child:
         print(json.dumps(child(args.child, args.mode, steps, batch)))

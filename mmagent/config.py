@@ -94,7 +94,7 @@ class ModelConfig:
                           "None = off"},
     )
     draft_tokens: int = field(
-        default=5,
+        default=4,
         metadata={"help": "tokens the draft proposes per step; verifying a longer block costs more than a step "
                           "on a CPU (transformers' 20 suits GPUs)"},
     )

@@ -118,6 +118,17 @@ def test_a_collection_made_outside_mmagent_is_pinned_or_refused(tmp_path):
         open_memory(config, "filled").search("cat")
 
 
+def test_an_older_collection_is_opened_with_the_wider_hnsw_search(tmp_path):
+    from mmagent.memory.store import SEARCH_EF, make_client
+
+    config = MemoryConfig(path=str(tmp_path))
+    make_client(config).create_collection("older", metadata={"hnsw:search_ef": 50}, embedding_function=None)
+    open_memory(config, "older").add(DOCS)
+    reopened = make_client(config).get_collection("older", embedding_function=None)
+    assert reopened.configuration_json["hnsw"]["ef_search"] == SEARCH_EF
+    assert [h.metadata["source"] for h in open_memory(config, "older").search("baking bread", k=1)] == ["recipe.md"]
+
+
 def test_unreachable_server_is_reported(tmp_path):
     from helpers.memory import free_port
 

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-# HNSW candidates examined per query. Chroma's default (10) gave recall@10 0.974 at 10k chunks and 0.908 at
-# 100k against exact search (benchmarks/memory_bench.py, 2026-12-02); 200 gave 0.998 at 10k for +1.5 ms p95
-# (3.7 ms). New collections get it; an existing one keeps the value it was made with.
-SEARCH_EF = 200
+# HNSW candidates examined per query. At 100k chunks (benchmarks/memory_bench.py's corpus, MiniLM bf16,
+# recall@10 against exact search, 2026-12-02): Chroma 1.5's default 100 gave 0.908, 200 gave 0.956 (HNSW query
+# p95 4.4 ms), 400 0.987 (7.0 ms), 800 0.995 (10.1 ms), 1600 0.998 (15.8 ms). New collections are made with
+# it; an older one is raised to it when opened (Chroma reads it when the index loads: the next process).
+SEARCH_EF = 800
 log = logging.getLogger(__name__)
 
 Scalar = str | int | float | bool
@@ -284,8 +285,24 @@ class Memory:
                 )
         with _writing(self.location):
             self._check_pin(collection, pin)
+        self._search_wide(collection)
         self._collection = collection
         return collection
+
+    def _search_wide(self, collection: Collection) -> None:
+        """Raise the HNSW search breadth of a collection made before SEARCH_EF (or outside mmagent) to it; on a
+        store that cannot be written, search as it is (a read-only store must stay searchable)."""
+        hnsw = (collection.configuration_json or {}).get("hnsw") or {}  # no "hnsw": another index (Chroma Cloud)
+        if hnsw.get("ef_search", SEARCH_EF) >= SEARCH_EF:
+            return
+        try:
+            collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
+        except Exception as exc:  # a better recall is not worth failing a search for
+            log.warning("collection %s: could not raise its HNSW search breadth from %s to %d (%s); searching "
+                        "with %s candidates per query", self.name, hnsw["ef_search"], SEARCH_EF, exc, hnsw["ef_search"])
+            return
+        log.info("collection %s: HNSW search breadth raised from %s to %d candidates per query (from the next "
+                 "time the index loads)", self.name, hnsw["ef_search"], SEARCH_EF)
 
     def _check_pin(self, collection: Collection, pin: EmbedderPin) -> None:
         stored = _pin_of(collection.metadata)

@@ -231,13 +231,12 @@ def assisted(model_id: str, draft_id: str, tokens: int, repeats: int) -> dict:
     runs = contract.interleaved({"plain": lambda: run(False), "assisted": lambda: run(True)}, repeats)
     for name, values in runs.items():
         texts[name] = values[0][2]
-    n = len(backend.tokenizer(texts["plain"], add_special_tokens=False).input_ids)
+    plain_ids, assisted_ids = (backend.tokenizer(texts[k], add_special_tokens=False).input_ids for k in ("plain", "assisted"))
+    n = len(plain_ids)
 
     def rate(values) -> float:
         return contract.median([(n - 1) / max(total - first, 1e-9) for first, total, _ in values])
 
-    plain_ids = backend.tokenizer(texts["plain"], add_special_tokens=False).input_ids
-    assisted_ids = backend.tokenizer(texts["assisted"], add_special_tokens=False).input_ids
     differs_at = next((i for i, (a, b) in enumerate(zip(plain_ids, assisted_ids)) if a != b), None)
     return {"model": model_id.removeprefix("embedded:"), "draft": draft_id.removeprefix("embedded:"),
             "precision": backend.precision, "draft_tokens": backend.model_config.draft_tokens,

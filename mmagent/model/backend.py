@@ -119,25 +119,25 @@ class HFVisionBackend:
         other tokens than the target (None when the vocabularies match). It only proposes tokens and the
         target checks every one, so greedy output stays the target's own; with another tokenizer,
         transformers re-tokenizes the text between the two (universal assisted decoding)."""
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         mc = self.model_config
         path = resolve_model_path(ModelConfig(id=mc.draft_id), self.config.paths.cache)
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
-        draft = model_cls.from_pretrained(path, **common, dtype=self.dtype, use_safetensors=None if mc.allow_pickle else True)
-        draft.generation_config.num_assistant_tokens = mc.draft_tokens
-        draft.generation_config.num_assistant_tokens_schedule = "constant"
-        if tokenizer.get_vocab() == self.tokenizer.get_vocab():
-            return draft.to(self.device).eval(), None
-        sizes = {m.config.get_text_config().vocab_size for m in (draft, self.model)}
-        if len(sizes) == 1:  # transformers tells the two cases apart by this size alone
+        same_vocabulary = tokenizer.get_vocab() == self.tokenizer.get_vocab()
+        size = AutoConfig.from_pretrained(path, **common).get_text_config().vocab_size
+        if not same_vocabulary and size == self.model.config.get_text_config().vocab_size:
+            # transformers tells the two cases apart by this size alone
             raise ModelLoadError(
                 f"model.draft_id '{mc.draft_id}' has another tokenizer than model.id '{mc.id}' but the same "
-                f"vocabulary size ({sizes.pop()}), so transformers would read its token ids as the target's; "
+                f"vocabulary size ({size}), so transformers would read its token ids as the target's; "
                 "use a draft with the target's tokenizer (e.g. embedded:qwen2.5-coder-0.5b for "
                 "embedded:qwen2.5-coder-1.5b) or a clearly different one (e.g. embedded:smollm2-135m)."
             )
-        return draft.to(self.device).eval(), tokenizer
+        draft = model_cls.from_pretrained(path, **common, dtype=self.dtype, use_safetensors=None if mc.allow_pickle else True)
+        draft.generation_config.num_assistant_tokens = mc.draft_tokens
+        draft.generation_config.num_assistant_tokens_schedule = "constant"
+        return draft.to(self.device).eval(), None if same_vocabulary else tokenizer
 
     def _assist(self, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The draft's generate arguments when one is loaded and the request suits it: text only (the draft

@@ -131,6 +131,35 @@ def test_long_text_is_chunked_with_overlap_and_moves_are_not_duplicates(tmp_path
     assert again.chunks == 0 and f"same content as {first.resolve()}" in again.skipped[0].reason
 
 
+def test_what_the_store_holds_is_asked_per_group_of_files_not_per_file(tmp_path, monkeypatch):
+    """Each look-up scans the collection's metadata (11 ms at 82k chunks): one per file made ingest slow
+    down as the collection grew. 70 files are 2 groups of LOOKUP_FILES: 2 queries each, and a delete only
+    for the file that changed."""
+    from mmagent.memory.ingest import LOOKUP_FILES
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(70):
+        (folder / f"note{i:02d}.txt").write_text(f"Note {i}: the locker code for room {i} is {1000 + i}.\n")
+    memory = open_memory(MemoryConfig(path=str(tmp_path / "store")), "groups")
+    ingest([folder / "note00.txt", folder / "note01.txt"], memory, progress=False)
+    (folder / "note01.txt").write_text("Note 1: the locker code for room 1 changed to 4242.\n")
+    calls = {"find": 0, "delete": 0}
+    for name in calls:
+        original = getattr(memory, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(memory, name, counted)
+    summary = ingest([folder], memory, progress=False)
+    assert LOOKUP_FILES == 64 and calls == {"find": 4, "delete": 1}
+    assert (summary.ingested, summary.updated, len(summary.skipped)) == (69, 1, 1)
+    assert "4242" in memory.search("locker code for room 1", k=1)[0].text
+    assert memory.count() == 70
+
+
 def test_images_and_audio_without_a_model_are_skipped_with_a_reason(corpus, tmp_path):
     memory = open_memory(MemoryConfig(path=str(tmp_path / "store")), "nomodels")
     summary = Ingestor(memory, missing_reasons={"audio": "skipped: needs mmagent[asr]"}).run(

@@ -476,8 +476,8 @@ class Memory:
         collection = self._existing_light()
         return collection.count() if collection is not None else 0
 
-    def find(self, where: dict[str, Any], limit: int = 1) -> list[Hit]:
-        """Stored chunks matching a metadata filter (no embedding involved; score 0)."""
+    def find(self, where: dict[str, Any], limit: int | None = 1) -> list[Hit]:
+        """Stored chunks matching a metadata filter (no embedding involved; score 0); `limit` None: all."""
         collection = self._existing_light()
         if collection is None:
             return []

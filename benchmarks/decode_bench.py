@@ -310,10 +310,13 @@ TASKS = {"decode": decode, "length": length, "adapters": adapters, "assisted": a
 def child(task: str, **kwargs) -> dict:
     """Run one task in a fresh process; its JSON is the last line of stdout."""
     argv = [sys.executable, __file__, "--child", json.dumps({"task": task, **kwargs})]
+    started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
+    wall = {"wall_s": round(time.perf_counter() - started, 1)}  # the whole process: what the job costs a run
     if done.returncode != 0:
-        return {"task": task, **kwargs, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    return {"task": task, **json.loads(done.stdout.strip().splitlines()[-1])}
+        return {"task": task, **kwargs, **wall,
+                "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return {"task": task, **json.loads(done.stdout.strip().splitlines()[-1]), **wall}
 
 
 # ---- the report ------------------------------------------------------------------------------------

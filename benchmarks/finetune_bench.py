@@ -7,7 +7,7 @@ the wall time between two `on_step_end` callbacks (data loading, collation, forw
 and any callback work); the first two steps are warm-up and left out; each run reports its median step.
 Ratios are paired per repeat (plain ÷ ours for step time, ours ÷ plain for memory), then the median.
 
-    python benchmarks/finetune_bench.py --quick            # 135M model, 6 steps of batch 2, 1 repeat (~1.5 min)
+    python benchmarks/finetune_bench.py --quick            # 135M model, LoRA only, 6 steps of batch 2, 1 repeat
     python benchmarks/finetune_bench.py --json benchmarks/out/finetune.json    # 20 steps of batch 16, 2 repeats
 
 Both arms train the embedded SmolLM2-135M VLM (the model the vlm-easy-vqa recipe pins) on the same
@@ -205,18 +205,20 @@ def main() -> int:
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads in both arms (0 = torch's default; 1 is steadier on a busy machine)")
-    parser.add_argument("--modes", nargs="+", default=["lora", "qlora"], choices=["lora", "qlora"])
+    parser.add_argument("--modes", nargs="+", choices=["lora", "qlora"],
+                        help="default: lora and qlora; lora alone with --quick (QLoRA's arms would double its time)")
     parser.add_argument("--child", choices=["ours", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["lora", "qlora"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (6 if args.quick else 20)
     batch = args.batch or (2 if args.quick else 16)
     repeats = args.repeats or (1 if args.quick else 2)
+    modes = args.modes or (["lora"] if args.quick else ["lora", "qlora"])
     if args.child:
         print(json.dumps(child(args.child, args.mode, steps, batch)))
         return 0
     report = contract.Report("finetune", quick=args.quick)
-    for mode in args.modes:
+    for mode in modes:
         arms = {arm: (lambda arm=arm: spawn(arm, mode, steps, batch, args.threads)) for arm in ("ours", "plain")}
         runs = contract.interleaved(arms, repeats)
         for arm, results in runs.items():

@@ -92,6 +92,7 @@ def stop_ui(proc: subprocess.Popen) -> None:
 SETTLE_S = 1.0  # pause before each question: see the module docstring
 SAME_TURN = "browser / same turn's first token in the UI process"  # the target's ratio
 UI_FIRST = re.compile(r"mmagent ui: \w+ answer: first token ([0-9.]+) s after the flow started")
+UI_PREAMBLE = re.compile(r"the flow started ([0-9.]+) s into the page's run")
 
 
 def browser_turn(page, question: str, folder: Path, answers: int, timeout_s: float) -> float:
@@ -118,6 +119,12 @@ def browser_turn(page, question: str, folder: Path, answers: int, timeout_s: flo
 def ui_first_tokens(folder: Path) -> list[float]:
     """The UI process's own first-token seconds, one per answered turn, in order (from its log)."""
     return [float(m.group(1)) for m in UI_FIRST.finditer((folder / "ui.log").read_text(errors="replace"))]
+
+
+def ui_preambles(folder: Path) -> list[float]:
+    """Seconds from the start of each answered turn's script run to its flow's start (the page's own work:
+    sidebar, history, the user's message), in order, from the UI's log."""
+    return [float(m.group(1)) for m in UI_PREAMBLE.finditer((folder / "ui.log").read_text(errors="replace"))]
 
 
 def _saved_answers(folder: Path) -> int:
@@ -197,6 +204,7 @@ def measure(model: str, tokens: int, rounds: int, timeout_s: float) -> list[dict
                         if what == "browser":
                             row["browser_s"] = round(browser_turn(page, question, folder, i + 2, timeout_s), 3)
                             row["ui_flow_s"] = ui_first_tokens(folder)[i + 1]  # [0]: the warm-up turn
+                            row["ui_preamble_s"] = ui_preambles(folder)[i + 1]
                         else:
                             backend_s, flow_s = baseline(question)
                             row["backend_s"], row["flow_s"] = round(backend_s, 3), round(flow_s, 3)
@@ -247,7 +255,8 @@ def markdown(report: contract.Report, browser: float, ui_flow: float, backend: f
         f"this process, order alternating; load average {'/'.join(map(str, report.load_before))} before.",
         "",
         contract.table(report.rows, [("round", "round"), ("question", "question"), ("browser_s", "browser s"),
-                                     ("ui_flow_s", "UI process flow s"), ("flow_s", "flow s"), ("backend_s", "backend s")]),
+                                     ("ui_flow_s", "UI process flow s"), ("ui_preamble_s", "page run before the flow s"),
+                                     ("flow_s", "flow s"), ("backend_s", "backend s")]),
         "",
         f"Medians: browser {browser:.3f} s, UI process flow {ui_flow:.3f} s, "
         f"flow {flow:.3f} s, backend {backend:.3f} s; browser ÷ the same turn's UI-process first token "
@@ -255,7 +264,8 @@ def markdown(report: contract.Report, browser: float, ui_flow: float, backend: f
         f"browser ÷ backend {browser / backend:.2f}×, flow ÷ backend {flow / backend:.2f}×.",
         "",
         "Reading: browser − UI process flow is what the UI adds (Streamlit's rerun on submit, the websocket, "
-        "drawing); UI process flow − flow is the model's first token slowed by the browser and Streamlit sharing "
+        "drawing), of which 'page run before the flow' is the page's own script work (sidebar, history, saving the "
+        "question) before the flow starts; UI process flow − flow is the model's first token slowed by the browser and Streamlit sharing "
         "the 2 cores; flow − backend is the qa flow's own work before the model's first token (prompt, graph).",
     ])
 

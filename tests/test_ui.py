@@ -223,8 +223,9 @@ def test_chat_streams_switches_adapter_without_reload_and_persists(ui_env, caplo
     assert [m.role for m in conv.messages] == ["user", "assistant"]
     first = conv.messages[1]
     assert first.kind == "text" and first.adapter is None and first.flow == "qa" and first.seconds is not None
-    logged = re.findall(r"qa answer: first token ([0-9.]+) s after the flow started", caplog.text)  # ui_bench reads it
-    assert len(logged) == 1 and 0 < float(logged[0]) <= first.seconds
+    logged = re.findall(r"qa answer: first token ([0-9.]+) s after the flow started, [0-9.]+ s in all; the flow "
+                        r"started ([0-9.]+) s into the page's run", caplog.text)  # ui_bench reads both
+    assert len(logged) == 1 and 0 < float(logged[0][0]) <= first.seconds and 0 < float(logged[0][1]) < 30
 
     at.selectbox(key=f"adapter_{conv.id}").set_value("a").run()
     ask(at, "Describe the image.")

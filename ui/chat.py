@@ -37,6 +37,7 @@ log = logging.getLogger("mmagent.ui")
 THUMB = 240
 EXCERPT = 400  # characters of a source's text shown under an answer
 GENERATING = "_generating"  # session key of the turn being generated (a turns.Generation)
+RUN_STARTED = "_run_started"  # session key: time.perf_counter() when this script run began (the log's preamble)
 STOP_WAIT = 60  # s a rerun waits for a stopped answer to end (one token and the flow's cleanup)
 
 
@@ -153,8 +154,10 @@ def _run_turn(conv: Conversation, store: ConversationStore, turn: TurnInput, gen
             raise
         else:
             first = recorder.first_token_s
-            log.info("mmagent ui: %s answer: first token %s after the flow started, %.2f s in all", conv.flow,
-                     "never" if first is None else f"{first:.3f} s", recorder.message.seconds or 0.0)
+            preamble = recorder.started - st.session_state.get(RUN_STARTED, recorder.started)
+            log.info("mmagent ui: %s answer: first token %s after the flow started, %.2f s in all; the flow started "
+                     "%.3f s into the page's run", conv.flow, "never" if first is None else f"{first:.3f} s",
+                     recorder.message.seconds or 0.0, preamble)
             conv.add(recorder.message)
             store.save(conv)
             st.rerun()  # draw sources, banner, sidebar title and status from the saved conversation
@@ -306,6 +309,7 @@ def _send(conv: Conversation, store: ConversationStore, turn: TurnInput) -> None
 
 
 def render() -> None:
+    st.session_state[RUN_STARTED] = time.perf_counter()
     _end_previous_turn()
     config = get_config()
     store = ConversationStore.for_config(config)

@@ -72,7 +72,7 @@ class TurnRecorder:
     def __init__(self, events: Iterator[Any], flow: str, adapter: str | None) -> None:
         self._events = events
         self.message = ChatMessage("assistant", "", flow=flow, adapter=adapter)
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
         self._streamed: list[str] = []
         self.first_token_s: float | None = None  # seconds from the flow's start to its first token (logged)
 
@@ -85,7 +85,7 @@ class TurnRecorder:
     def stopped(self) -> ChatMessage:
         """The turn so far, marked as stopped by the user (what was streamed is kept)."""
         self.message.stopped = True
-        self.message.seconds = round(time.perf_counter() - self._started, 3)
+        self.message.seconds = round(time.perf_counter() - self.started, 3)
         self.message.text = self.message.text or "".join(self._streamed).strip()
         return self.message
 
@@ -94,10 +94,10 @@ class TurnRecorder:
             text = self._record(event)
             if text:
                 if self.first_token_s is None:
-                    self.first_token_s = round(time.perf_counter() - self._started, 3)
+                    self.first_token_s = round(time.perf_counter() - self.started, 3)
                 self._streamed.append(text)
                 yield text
-        self.message.seconds = round(time.perf_counter() - self._started, 3)
+        self.message.seconds = round(time.perf_counter() - self.started, 3)
         if not self.message.text:
             self.message.text = "".join(self._streamed).strip()
 

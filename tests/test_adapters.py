@@ -27,8 +27,10 @@ def fresh(tiny_llava_dir, tiny_adapters, cat_photo):
 def test_switching_equals_fresh_loads(tiny_llava_dir, tiny_adapters, cat_photo, fresh):
     backend = HFVisionBackend(tiny_config(tiny_llava_dir))
     assert tokens(backend, cat_photo) == fresh["base"]
+    base_parameters = backend.info().parameters
     for name, path in tiny_adapters.items():
         backend.adapters.load(name, path)
+    assert backend.info().parameters > base_parameters  # the count is cached per set of adapters, not stale
     assert len({tuple(fresh[k]) for k in ("a", "b", "base")}) == 3  # the adapters really change the model
     for order in (["a", "b", None, "a"], [None, "b", "a", None]):
         for name in order:
@@ -38,7 +40,7 @@ def test_switching_equals_fresh_loads(tiny_llava_dir, tiny_adapters, cat_photo, 
     backend.adapters.unload("b")
     assert tokens(backend, cat_photo) == fresh["base"]
     backend.adapters.unload("a")
-    assert backend.adapters.names == ()
+    assert backend.adapters.names == () and backend.info().parameters == base_parameters
     assert tokens(backend, cat_photo) == fresh["base"]  # unloading never merged anything
 
 

@@ -269,6 +269,15 @@ def test_chat_in_a_real_browser(server, tmp_path, cat_photo):
         assert ended, log.read_text()
         timings["generation ended after Stop"] = float(ended.group(1))
         shot(page, tmp_path, "ui-stopped.png")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        with page.expect_download(timeout=30_000) as download:  # made on the click, not on every page run
+            sidebar.get_by_role("button", name=".md").click()
+        exported = Path(download.value.path()).read_text()
+        assert "What animal is in this photo?" in exported and first["text"][:20] in exported, exported[:500]
+        with page.expect_download(timeout=30_000) as download:
+            sidebar.get_by_role("button", name=".json").click()
+        saved = conversation(tmp_path)["messages"]
+        assert json.loads(Path(download.value.path()).read_text())["messages"] == saved and len(saved) >= 7
         away = external_links(page, url)
         browser.close()
     assert not outside and not away, (outside, away)  # nothing left 127.0.0.1, not even the page icon

@@ -61,9 +61,10 @@ def _conversations(store: ConversationStore, conv: Conversation) -> Conversation
             st.session_state["conversation"] = store.load(c.id)
             st.rerun()
     cols = st.columns(3)
-    cols[0].download_button(".md", conv.to_markdown(), file_name=f"conversation-{conv.id}.md",
+    # the files are made when clicked, not on every page run (each run before an answer is time the user waits)
+    cols[0].download_button(".md", conv.to_markdown, file_name=f"conversation-{conv.id}.md",
                             mime="text/markdown", width="stretch")
-    cols[1].download_button(".json", json.dumps(conv.to_dict(), ensure_ascii=False, indent=1),
+    cols[1].download_button(".json", lambda: json.dumps(conv.to_dict(), ensure_ascii=False, indent=1),
                             file_name=f"conversation-{conv.id}.json", mime="application/json", width="stretch")
     if cols[2].button("Delete", width="stretch", disabled=not conv.messages):
         store.delete(conv.id)

@@ -60,6 +60,7 @@ class HFVisionBackend:
         self.config = config or load_config()
         self.model_config = model_config or self.config.model
         self._lock = threading.Lock()
+        self._parameter_count: tuple[tuple[str, ...], int] | None = None  # (adapters loaded, parameters)
         started = time.perf_counter()
         self._load()
         self.load_seconds = time.perf_counter() - started
@@ -181,13 +182,21 @@ class HFVisionBackend:
             architecture=type(self.model).__name__,
             precision=self.precision,
             device=self.device,
-            parameters=sum(p.numel() for p in self.model.parameters()),
+            parameters=self._parameters(),
             chat_template_hash=self.chat_template_hash,
             adapters=self.adapters.names,
             context_length=self._context_length(),
             reads_image_text=self.ocr,
             quantization=self.model_config.quantization,
         )
+
+    def _parameters(self) -> int:
+        """Counted once per set of loaded adapters: walking every tensor took milliseconds, and the UI asks
+        for the model's details on every page run, before the question's answer starts."""
+        adapters = tuple(self.adapters.names)
+        if self._parameter_count is None or self._parameter_count[0] != adapters:
+            self._parameter_count = (adapters, sum(p.numel() for p in self.model.parameters()))
+        return self._parameter_count[1]
 
     def _context_length(self) -> int | None:
         cfg = self.model.config

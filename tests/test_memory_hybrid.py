@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 
 import pytest
 
@@ -31,6 +33,40 @@ def test_bm25_matches_the_textbook_formula_and_ranks_rare_words_higher():
     assert hits[0].score == pytest.approx(expected)
     assert hits[0].coverage == pytest.approx(1.0) and 0 < hits[1].coverage < 0.5
     assert index.search("Mona Lisa", k=5) == []
+
+
+def _reference_bm25(docs: dict[str, str], query: str, k: int) -> list[tuple[str, float, float]]:
+    """Okapi BM25 scored chunk by chunk, straight from the formula: what the inverted index must return."""
+    counts = {i: Counter(terms(t)) for i, t in docs.items()}
+    avg = sum(sum(c.values()) for c in counts.values()) / len(docs)
+    n = len(docs)
+    df = Counter(t for c in counts.values() for t in c)
+    idf = {t: max(0.0, math.log((n - f + 0.5) / (f + 0.5) + 1)) for t, f in df.items()}
+    words = set(terms(query))
+    weight = {t: idf.get(t, math.log((n - 0.5) / 1.5 + 1)) for t in words}
+    scored = []
+    for doc_id, c in counts.items():
+        matched = [t for t in words if t in c]
+        norm = 1.5 * (1 - 0.75 + 0.75 * sum(c.values()) / avg)
+        score = sum(weight[t] * c[t] * 2.5 / (c[t] + norm) for t in matched)
+        if score > 0:
+            scored.append((doc_id, score, sum(weight[t] for t in matched) / sum(weight.values())))
+    return sorted(scored, key=lambda s: (-s[1], s[0]))[:k]
+
+
+def test_inverted_bm25_equals_the_formula_chunk_by_chunk_with_ties_at_the_cut():
+    rng = random.Random(7)
+    vocabulary = ["lamp", "bridge", "river", "carrot", "tower", "ferry", "cable", "stone"]
+    docs = {f"c{i:03d}": " ".join(rng.choices(vocabulary, k=rng.randint(1, 9))) for i in range(300)}
+    docs |= {f"dup{i}": "lamp river" for i in range(6)}  # identical chunks: equal scores, ordered by id
+    index = BM25Index(docs)
+    for query in ["lamp river", "ferry", "stone cable tower", "lamp zeppelin", "zeppelin", ""]:
+        for k in (1, 3, 10, 500):
+            got = [(h.id, h.score, h.coverage) for h in index.search(query, k)]
+            want = _reference_bm25(docs, query, k)
+            assert [g[0] for g in got] == [w[0] for w in want], (query, k)
+            assert [v for g in got for v in g[1:]] == pytest.approx([v for w in want for v in w[1:]]), (query, k)
+    assert index.search("lamp", 0) == [] and BM25Index({}).search("lamp", 5) == []
 
 
 def test_rrf_sums_reciprocal_ranks():

@@ -391,10 +391,13 @@ class Memory:
             return self._dense(collection, query, k, where)
         return self._hybrid(collection, query, k, where)
 
-    def _dense(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None) -> list[Hit]:
+    def _dense(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None,
+               vector: Any = None) -> list[Hit]:
+        """`vector`: the query's embedding when the caller has it (hybrid reuses it), else Chroma embeds `query`."""
+        asked = {"query_texts": [query]} if vector is None else {"query_embeddings": [vector]}
         try:
             result = collection.query(
-                query_texts=[query],
+                **asked,
                 n_results=k,
                 where=where or None,
                 include=["documents", "metadatas", "distances"],
@@ -411,11 +414,14 @@ class Memory:
     def _hybrid(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None) -> list[Hit]:
         """Dense and BM25 rankings of a pool of candidates each, fused by reciprocal rank."""
         pool = max(k, HYBRID_POOL)
-        dense = self._dense(collection, query, min(pool, max(1, collection.count())), where)
-        keyword = {h.id: h for h in self._keyword_index(collection, where).search(query, pool)}
+        # once per search: at 100k chunks Chroma's count costs ~10 ms and embedding the query ~13 ms
+        count = collection.count()
+        vector = self.embedder.function([query])[0]
+        dense = self._dense(collection, query, min(pool, max(1, count)), where, vector)
+        keyword = {h.id: h for h in self._keyword_index(collection, where, count).search(query, pool)}
         fused = reciprocal_rank_fusion([[h.id for h in dense], list(keyword)])
         hits = {h.id: h for h in dense}
-        hits.update(self._scored(collection, query, [i for i in keyword if i not in hits]))
+        hits.update(self._scored(collection, vector, [i for i in keyword if i not in hits]))
         order = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         out = []
         for doc_id in order:
@@ -424,14 +430,14 @@ class Memory:
                                coverage=kw.coverage if kw else 0.0, fused=round(fused[doc_id], 6)))
         return out
 
-    def _scored(self, collection: Collection, query: str, ids: list[str]) -> dict[str, Hit]:
-        """Hits for chunks BM25 found beyond the dense pool, with their cosine similarity to `query`."""
+    def _scored(self, collection: Collection, query_vector: Any, ids: list[str]) -> dict[str, Hit]:
+        """Hits for chunks BM25 found beyond the dense pool, with their cosine similarity to the query."""
         if not ids:
             return {}
         import numpy as np
 
         got = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
-        q = np.asarray(self.embedder.function([query])[0], dtype=float)
+        q = np.asarray(query_vector, dtype=float)
         out = {}
         for doc_id, text, metadata, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
             v = np.asarray(vector, dtype=float)
@@ -439,13 +445,12 @@ class Memory:
             out[doc_id] = _hit(doc_id, text, metadata, 1.0 - cosine)
         return out
 
-    def _keyword_index(self, collection: Collection, where: dict[str, Any] | None) -> BM25Index:
+    def _keyword_index(self, collection: Collection, where: dict[str, Any] | None, count: int) -> BM25Index:
         """The BM25 index of the chunks matching `where`, built from the stored documents on first use and
         rebuilt when the collection's count changed (another process added or deleted) or after this
         object's own add/delete. Chroma has no version counter, so an edit that keeps the count in another
         process goes unseen until this Memory is reopened."""
         key = json.dumps(where or {}, sort_keys=True)
-        count = collection.count()
         cached = self._keyword_indexes.get(key)
         if cached is None or cached[0] != count:
             got = collection.get(where=where or None, include=["documents"])

@@ -311,11 +311,13 @@ def main() -> int:
                              f"here is {report.notes['embedding_compute']['chunks_per_s_at_matmul_rate']} chunks/s")
     for row in query_rows:
         label = f"query {row['size'] // 1000}k"
-        met = row["dense_p95_ms"] < 50 and row["recall_at_10"] >= 0.99
-        report.target(label, row["dense_p95_ms"], "p95 < 50 ms (at 100k), recall@10 >= 0.99", met,
-                      baseline="exact numpy search on the same vectors", unit="ms",
-                      ratio=round(row["dense_p95_ms"] / max(row["numpy_p95_ms"], 1e-3), 2),
-                      reason=f"recall@10 {row['recall_at_10']:.3f}, numpy p95 {row['numpy_p95_ms']} ms")
+        # hybrid is the default `memory.search`, so both modes must meet the latency target
+        met = max(row["dense_p95_ms"], row["hybrid_p95_ms"]) < 50 and row["recall_at_10"] >= 0.99
+        report.target(label, row["hybrid_p95_ms"], "p95 < 50 ms (at 100k; hybrid, the default, and dense), "
+                      "recall@10 >= 0.99", met, baseline="exact numpy search on the same vectors", unit="ms",
+                      ratio=round(row["hybrid_p95_ms"] / max(row["numpy_p95_ms"], 1e-3), 2),
+                      reason=f"hybrid p95 {row['hybrid_p95_ms']} ms, dense p95 {row['dense_p95_ms']} ms, "
+                             f"recall@10 {row['recall_at_10']:.3f}, numpy p95 {row['numpy_p95_ms']} ms")
     report.notes["chunking_tokens"] = CHUNKING
     plots(report, ingest_rows, query_rows, store_curve)
     report.write(args.json)

@@ -7,8 +7,10 @@ audio seconds (lower is faster); WER over all words of a clip set. "Best WER per
 other setting is at least as accurate (WER within 0.5 points) and clearly faster (RTF ≥ 10% lower) on
 the same clips; if one is, the default should change.
 
-    python benchmarks/asr_bench.py --quick --json benchmarks/out/asr.json   # all clips, 1 round: fewer words flip the verdict
-    python benchmarks/asr_bench.py            # 5 rounds instead of 1, and a 10-minute file streamed
+    python benchmarks/asr_bench.py --quick --json benchmarks/out/asr.json   # every clip, 1 round
+    python benchmarks/asr_bench.py            # 5 rounds, and a 10-minute file streamed
+
+Quick keeps every clip and cuts rounds: with two sentences (92 words) one word decided the verdict.
 """
 
 from __future__ import annotations

@@ -291,7 +291,8 @@ def prompt_cache(model_id: str, tokens: int, repeats: int, check_float32: bool =
     return {"model": model_id.removeprefix("embedded:"), "precision": backend.precision,
             "system_tokens": prefix, "request_tokens": int(requests[0]["input_ids"].shape[1]),
             "ttft_plain_s": round(first_plain, 3), "ttft_reused_s": round(first_reused, 3),
-            "ratio": round(first_plain / first_reused, 2), "identical": sum(identical), "identical_float32": None if exact is None else sum(exact),
+            "ratio": round(first_plain / first_reused, 2), "identical": sum(identical),
+            "identical_float32": None if exact is None else sum(exact),
             "questions": len(requests), "load": contract.load()}
 
 
@@ -400,8 +401,9 @@ def render(report: contract.Report) -> str:
             out.append(f"\nSystem-prompt KV reuse ({r['model']}, {r['system_tokens']} of {r['request_tokens']} "
                        f"prompt tokens cached): first token {r['ttft_reused_s']} s vs {r['ttft_plain_s']} s = "
                        f"{r['ratio']}x; identical greedy output in {r['identical']} of {r['questions']} questions at "
-                       f"{r['precision']}, " + ("float32 not checked (full run)" if r["identical_float32"] is None else
-                                                f"{r['identical_float32']} of {r['questions']} in float32")
+                       f"{r['precision']}, "
+                       + ("float32 not checked (full run)" if r["identical_float32"] is None
+                          else f"{r['identical_float32']} of {r['questions']} in float32")
                        + f" (load {r['load']}).")
     if rows:
         best = next((r for r in rows if r["model"] == "qwen2.5-coder-0.5b"), rows[0])

@@ -74,7 +74,7 @@ class BM25Index:
         n = len(self.ids)
         avg = (sum(lengths) / n) if n else 0.0
         self.k1, self.b = k1, b
-        # the length part of each chunk's denominator, fixed once the collection is
+        # the length part of each chunk's denominator: fixed for the chunks the index was built from
         self.norm = k1 * (1 - b + b * np.asarray(lengths, dtype=np.float64) / (avg or 1.0))
         self.postings = {t: (np.asarray(rows, dtype=np.int64), np.asarray(tfs, dtype=np.float64))
                          for t, (rows, tfs) in postings.items()}

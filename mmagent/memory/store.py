@@ -393,7 +393,8 @@ class Memory:
 
     def _dense(self, collection: Collection, query: str, k: int, where: dict[str, Any] | None,
                vector: Any = None) -> list[Hit]:
-        """`vector`: the query's embedding when the caller has it (hybrid reuses it), else Chroma embeds `query`."""
+        """`vector`: the query's embedding when the caller has it (hybrid reuses it); else Chroma embeds
+        `query`."""
         asked = {"query_texts": [query]} if vector is None else {"query_embeddings": [vector]}
         try:
             result = collection.query(
